@@ -1,0 +1,206 @@
+"""Typed configuration for every stage.
+
+A run's configuration is built from three layers, later ones winning:
+built-in defaults, a YAML file (``--config``), and ``--set section.key=value``
+overrides. The resolved result is saved as ``config.yaml`` in the run
+directory, so a stage re-run later on that directory sees what ran before.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class DataConfig:
+    # "digits-lt" (built in, offline) or "image-folder" (root/<class name>/<image>).
+    name: str = "digits-lt"
+    root: str | None = None  # image-folder only
+    image_size: int = 16
+    # digits-lt: long-tailed training split n_c = max_per_class * imbalance_ratio^(-c / (C - 1)).
+    imbalance_ratio: float = 50.0
+    max_per_class: int = 50
+    val_per_class: int = 15
+    test_per_class: int = 30
+    # image-folder without train/val/test subfolders: fractions held out per class.
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+    split_seed: int = 0
+    # Many/medium/few buckets from training counts: many > many_above, few < few_below.
+    many_above: int = 15
+    few_below: int = 5
+
+
+@dataclass
+class ClassifierConfig:
+    """A timm classifier and how to train it (the base model and the task model)."""
+
+    model: str = "resnet10t"
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 5e-4
+    seed: int = 0
+
+
+@dataclass
+class MineConfig:
+    # Any of: "few_shot" (class in the few bucket), "low_true_prob" (p(true class) < threshold),
+    # "misclassified". A sample is hard when any listed rule fires.
+    rules: list[str] = field(default_factory=lambda: ["few_shot", "low_true_prob"])
+    prob_threshold: float = 0.5
+    base: ClassifierConfig = field(default_factory=ClassifierConfig)
+
+
+@dataclass
+class GeneratorConfig:
+    # "pixel-diffusion": the small class-conditional diffusion model trained in-process.
+    backend: str = "pixel-diffusion"
+    prompt_template: str = "a photo of the digit {name}"
+    strengths: list[float] = field(default_factory=lambda: [round(0.1 * i, 1) for i in range(1, 11)])
+    seeds: list[int] = field(default_factory=lambda: [10, 20, 30, 40])
+    text_guidance: float = 2.0
+    inference_steps: int = 25
+    batch_size: int = 64
+    # pixel-diffusion: the space it denoises in and how it is trained.
+    sample_size: int = 8
+    channels: int = 1
+    train_steps: int = 1000
+    train_batch_size: int = 128
+    train_lr: float = 2e-3
+    train_seed: int = 0
+
+
+@dataclass
+class ScorerConfig:
+    # "tiny-clip": a small open_clip model trained contrastively in-process.
+    backend: str = "tiny-clip"
+    caption_template: str = "a photo of the digit {name}"
+    text_threshold: float = 0.25
+    image_threshold: float = 0.0
+    batch_size: int = 256
+    train_steps: int = 600
+    train_batch_size: int = 128
+    train_lr: float = 1e-3
+    train_seed: int = 0
+
+
+@dataclass
+class TrainConfig:
+    # Methods to train: "real-only" and/or "non-adaptive".
+    methods: list[str] = field(default_factory=lambda: ["real-only", "non-adaptive"])
+    classifier: ClassifierConfig = field(default_factory=lambda: ClassifierConfig(epochs=40))
+    # Non-adaptive curriculum: image-guidance levels from synthetic to real, spread over
+    # the first curriculum_epochs epochs; the rest of training uses real data only.
+    levels: list[int] = field(default_factory=lambda: [10, 30, 50, 100])
+    curriculum_epochs: int = 32
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    mine: MineConfig = field(default_factory=MineConfig)
+    generate: GeneratorConfig = field(default_factory=GeneratorConfig)
+    score: ScorerConfig = field(default_factory=ScorerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _build(cls: type, values: dict[str, Any], where: str) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        key = f"{where}.{unknown[0]}" if where else unknown[0]
+        raise ConfigError(f"unknown config key {key!r}; known keys here: {sorted(known)}")
+    kwargs = {}
+    for name, value in values.items():
+        hint = hints[name]
+        key = f"{where}.{name}" if where else name
+        kwargs[name] = _build(hint, value, key) if dataclasses.is_dataclass(hint) else _coerce(hint, value, key)
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if value is None and type(None) in args:
+        return None
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [_coerce(args[0], v, key) for v in value]
+    base = next((a for a in args if a is not type(None)), hint) if args else hint
+    try:
+        if base is bool and isinstance(value, str):
+            return {"true": True, "false": False}[value.lower()]
+        if base is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if base in (int, str, bool) and isinstance(value, base):
+            return value
+        return base(value)
+    except (KeyError, TypeError, ValueError):
+        raise ConfigError(f"{key}: cannot read {value!r} as {getattr(base, '__name__', base)}") from None
+
+
+def _merge(into: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+    return into
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """``"train.levels=[10,50,100]"`` -> ``{"train": {"levels": [10, 50, 100]}}`` (values read as YAML)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    dotted, raw = text.split("=", 1)
+    value = yaml.safe_load(raw) if raw.strip() else None
+    out: dict[str, Any] = {}
+    node = out
+    parts = dotted.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return out
+
+
+def load_config(
+    run_dir: Path | None = None, config_file: Path | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> RunConfig:
+    values = RunConfig().to_dict()
+    saved = Path(run_dir) / "config.yaml" if run_dir is not None else None
+    for path in (saved, config_file):
+        if path is not None and Path(path).exists():
+            loaded = yaml.safe_load(Path(path).read_text()) or {}
+            if not isinstance(loaded, dict):
+                raise ConfigError(f"{path}: expected a YAML mapping at the top level")
+            _merge(values, loaded)
+        elif path is not None and path is config_file:
+            raise ConfigError(f"config file not found: {path}")
+    for text in overrides:
+        _merge(values, parse_override(text))
+    return _build(RunConfig, values, "")
+
+
+def save_config(config: RunConfig, run_dir: Path) -> Path:
+    path = Path(run_dir) / "config.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    return path

@@ -1,0 +1,59 @@
+"""Dataset adapters. Each turns its source into the run directory's dataset table."""
+
+from __future__ import annotations
+
+import pandas as pd
+import torch
+
+from ..config import DataConfig
+from ..rundir import RunDir
+from ..tables import empty_table, read_table, write_table
+from .buckets import class_table
+from .digits import build_digits_lt
+from .image_folder import DatasetError, scan_image_folder
+from .images import load_images
+
+DATASETS = ("digits-lt", "image-folder")
+
+
+def prepare_dataset(run: RunDir, cfg: DataConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Build the dataset, classes and skipped tables of ``run``; return them."""
+    if cfg.name == "digits-lt":
+        dataset = build_digits_lt(
+            run.images / "digits-lt",
+            image_size=cfg.image_size,
+            max_per_class=cfg.max_per_class,
+            imbalance_ratio=cfg.imbalance_ratio,
+            val_per_class=cfg.val_per_class,
+            test_per_class=cfg.test_per_class,
+            seed=cfg.split_seed,
+        )
+        dataset["path"] = dataset["path"].map(run.relative)  # the run directory stays movable
+        skipped = empty_table("skipped")
+    elif cfg.name == "image-folder":
+        if not cfg.root:
+            raise DatasetError("data.root must name the image folder (root/<class name>/<image>)")
+        dataset, skipped = scan_image_folder(cfg.root, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
+    else:
+        raise DatasetError(f"unknown dataset {cfg.name!r}; known: {list(DATASETS)}")
+    classes = class_table(dataset, cfg.many_above, cfg.few_below)
+    write_table(dataset, run.dataset, "dataset")
+    write_table(classes, run.classes, "classes")
+    write_table(skipped, run.skipped, "skipped")
+    return dataset, classes, skipped
+
+
+def load_dataset_tables(run: RunDir) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return read_table(run.dataset, "dataset"), read_table(run.classes, "classes")
+
+
+def foundation_rows(dataset: pd.DataFrame) -> pd.DataFrame:
+    """The pool the in-process generator and CLIP learn from: ``foundation`` if the dataset has one, else ``train``."""
+    pool = dataset[dataset["split"] == "foundation"]
+    return pool if len(pool) else dataset[dataset["split"] == "train"]
+
+
+def load_split(run: RunDir, rows: pd.DataFrame, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images (N, 3, size, size) uint8 and labels (N,) int64 of the given table rows."""
+    images = load_images([run.resolve(p) for p in rows["path"]], size)
+    return images, torch.as_tensor(rows["label"].to_numpy(), dtype=torch.long)

@@ -1,0 +1,113 @@
+"""A user's own images laid out as ``root/<class name>/<image>``.
+
+Two layouts are read:
+- ``root/train/<class>/...`` (with optional ``val/`` and ``test/``): splits as given;
+- ``root/<class>/...``: every class is split into train/val/test by a stable
+  hash of the file's path, so adding files never reshuffles the others.
+Files that cannot be used (not an image, empty, undecodable) and class folders
+with no usable image are skipped and recorded with the reason; nothing else is
+silently changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from pathlib import Path
+
+import pandas as pd
+from PIL import Image, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+SPLITS = ("train", "val", "test")
+
+
+class DatasetError(ValueError):
+    pass
+
+
+def check_image(path: Path) -> str | None:
+    """Return why ``path`` is not a usable image, or None when it is."""
+    if path.suffix.lower() not in IMAGE_EXTENSIONS:
+        return f"not an image file (extension {path.suffix or 'none'!r})"
+    if path.stat().st_size == 0:
+        return "empty file (0 bytes)"
+    try:
+        with Image.open(path) as image:
+            image.convert("RGB").load()
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+        return f"cannot decode image: {type(err).__name__}: {err}"
+    return None
+
+
+def _visible(path: Path) -> bool:
+    return not path.name.startswith(".")
+
+
+def _scan_classes(folder: Path, split: str, root: Path, rows: list, skipped: list) -> set[str]:
+    """Add the usable images of ``folder/<class>/...`` to ``rows``; return the classes found."""
+    found = set()
+    for entry in sorted(filter(_visible, folder.iterdir())):
+        if not entry.is_dir():
+            skipped.append((str(entry), "not inside a class folder"))
+            continue
+        usable = 0
+        for file in sorted(p for p in entry.rglob("*") if p.is_file() and _visible(p)):
+            reason = check_image(file)
+            if reason:
+                skipped.append((str(file), reason))
+                continue
+            rows.append((file.relative_to(root).as_posix(), split, entry.name, str(file.resolve())))
+            usable += 1
+        if usable:
+            found.add(entry.name)
+        else:
+            skipped.append((str(entry), f"class folder has no usable image ({split} split)"))
+    return found
+
+
+def _hash_fraction(text: str, seed: int) -> float:
+    digest = hashlib.sha1(f"{seed}:{text}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def scan_image_folder(
+    root: Path, val_fraction: float = 0.1, test_fraction: float = 0.2, seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Return the dataset table and the table of skipped files for an image folder."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"image folder {root} does not exist or is not a folder")
+    rows: list[tuple[str, str, str, str]] = []
+    skipped: list[tuple[str, str]] = []
+    if (root / "train").is_dir():
+        classes = _scan_classes(root / "train", "train", root, rows, skipped)
+        for split in SPLITS[1:]:
+            if (root / split).is_dir():
+                _scan_classes(root / split, split, root, rows, skipped)
+        unknown = {r[2] for r in rows} - classes
+        if unknown:
+            raise DatasetError(
+                f"{root}: classes {sorted(unknown)} appear in val/test but have no usable training image"
+            )
+    else:
+        classes = _scan_classes(root, "train", root, rows, skipped)
+        rows = [_assign_split(r, val_fraction, test_fraction, seed) for r in rows]
+    if not rows:
+        raise DatasetError(f"no usable image found under {root} (expected root/<class name>/<image>)")
+
+    names = sorted(classes)
+    label_of = {name: i for i, name in enumerate(names)}
+    frame = pd.DataFrame(rows, columns=["sample_id", "split", "class_name", "path"])
+    frame.insert(2, "label", frame["class_name"].map(label_of).astype("int32"))
+    missing = sorted(set(names) - set(frame.loc[frame["split"] == "train", "class_name"]))
+    if missing:
+        warnings.warn(f"{root}: classes {missing} have no training image after the split", stacklevel=2)
+    skipped_frame = pd.DataFrame(skipped, columns=["path", "reason"])
+    return frame, skipped_frame
+
+
+def _assign_split(row: tuple, val_fraction: float, test_fraction: float, seed: int) -> tuple:
+    u = _hash_fraction(row[0], seed)
+    split = "test" if u < test_fraction else "val" if u < test_fraction + val_fraction else "train"
+    return (row[0], split, row[2], row[3])

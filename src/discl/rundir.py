@@ -1,0 +1,76 @@
+"""Where each stage's inputs and outputs live inside one run directory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class RunDir:
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root).resolve())
+
+    # data stage
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def images(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def dataset(self) -> Path:
+        return self.root / "dataset.parquet"
+
+    @property
+    def classes(self) -> Path:
+        return self.root / "classes.parquet"
+
+    @property
+    def skipped(self) -> Path:
+        return self.root / "skipped.parquet"
+
+    # models trained in-process, cached for later stages
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    # mine / generate / score
+    @property
+    def hard(self) -> Path:
+        return self.root / "hard.parquet"
+
+    @property
+    def synthetic_images(self) -> Path:
+        return self.root / "synthetic"
+
+    @property
+    def synthetic(self) -> Path:
+        return self.root / "synthetic.parquet"
+
+    @property
+    def scores(self) -> Path:
+        return self.root / "scores.parquet"
+
+    # train / eval
+    def method_dir(self, method: str) -> Path:
+        return self.root / "train" / method
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.parquet"
+
+    def resolve(self, path: str) -> Path:
+        """Paths in tables are relative to the run directory unless absolute."""
+        p = Path(path)
+        return p if p.is_absolute() else self.root / p
+
+    def relative(self, path: Path) -> str:
+        try:
+            return str(Path(path).resolve().relative_to(self.root))
+        except ValueError:
+            return str(Path(path).resolve())

@@ -1,0 +1,90 @@
+"""A tiny CLIP for the offline demo: an open_clip model from a custom config, no pretrained
+weights, trained contrastively (open_clip's ClipLoss) on image/caption pairs in-process."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import open_clip
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from .base import OpenClipScorer
+
+MODEL_NAME = "discl-tiny-clip"
+
+
+def tiny_clip_config(image_size: int = 16, context_length: int = 16) -> dict:
+    return {
+        "embed_dim": 32,
+        "vision_cfg": {"image_size": image_size, "layers": 2, "width": 64, "patch_size": max(1, image_size // 4), "head_width": 32},
+        "text_cfg": {"context_length": context_length, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
+    }
+
+
+def _register(config: dict, folder: Path) -> None:
+    """open_clip finds custom architectures by file name: ``<folder>/<MODEL_NAME>.json``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{MODEL_NAME}.json"
+    path.write_text(json.dumps(config, indent=2))
+    open_clip.add_model_config(path)
+
+
+def create_tiny_clip(config: dict, folder: Path, seed: int = 0) -> OpenClipScorer:
+    _register(config, folder)
+    torch.manual_seed(seed)
+    model = open_clip.create_model(MODEL_NAME, pretrained=None)
+    return OpenClipScorer(model, open_clip.get_tokenizer(MODEL_NAME), MODEL_NAME)
+
+
+def save_tiny_clip(scorer: OpenClipScorer, folder: Path, extra: dict | None = None) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in scorer.model.state_dict().items()}, str(folder / "open_clip_model.safetensors"))
+    (folder / "scorer.json").write_text(json.dumps(extra or {}, indent=2))
+
+
+def load_tiny_clip(folder: Path) -> OpenClipScorer:
+    folder = Path(folder)
+    config_path = folder / f"{MODEL_NAME}.json"
+    if not config_path.exists():
+        raise FileNotFoundError(f"no tiny CLIP in {folder}: run `discl score` to train it")
+    scorer = create_tiny_clip(json.loads(config_path.read_text()), folder)
+    scorer.model.load_state_dict(load_file(str(folder / "open_clip_model.safetensors")))
+    scorer.model.eval()
+    return scorer
+
+
+def train_tiny_clip(
+    scorer: OpenClipScorer,
+    images: torch.Tensor,
+    captions: Sequence[str],
+    steps: int,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    seed: int = 0,
+    progress: bool = True,
+) -> OpenClipScorer:
+    """Contrastive training on (image, caption) pairs; ``captions[i]`` describes ``images[i]``."""
+    from ..training.loop import random_shift
+
+    model = scorer.model.train()
+    generator = torch.Generator().manual_seed(seed)
+    tokens = scorer.tokenizer(list(captions))
+    loss_fn = open_clip.ClipLoss()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=max(1, steps), pct_start=0.1)
+    for _ in tqdm(range(steps), desc="train CLIP", disable=not progress, leave=False):
+        idx = torch.randperm(len(images), generator=generator)[:batch_size]
+        pixels = scorer.preprocess(random_shift(images[idx], generator))
+        image_features = model.encode_image(pixels, normalize=True)
+        text_features = model.encode_text(tokens[idx], normalize=True)
+        loss = loss_fn(image_features, text_features, model.logit_scale.exp())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+    model.eval()
+    return scorer

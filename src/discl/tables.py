@@ -1,0 +1,141 @@
+"""Parquet tables of a run directory: their schemas, and atomic reads and writes.
+
+Each table has one schema here; writers go through :func:`write_table`, which
+checks the columns and replaces the file atomically (temp file + rename), so a
+crash never leaves half a table. docs/schemas.md describes every column.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+SCHEMAS: dict[str, pa.Schema] = {
+    # One row per image of the dataset, whatever its split.
+    "dataset": pa.schema(
+        [
+            ("sample_id", pa.string()),
+            ("split", pa.string()),  # foundation | train | val | test
+            ("label", pa.int32()),
+            ("class_name", pa.string()),
+            ("path", pa.string()),  # relative to the run directory, or absolute
+        ]
+    ),
+    # One row per class, with its training count and long-tail bucket.
+    "classes": pa.schema(
+        [
+            ("label", pa.int32()),
+            ("class_name", pa.string()),
+            ("train_count", pa.int32()),
+            ("bucket", pa.string()),  # many | medium | few
+        ]
+    ),
+    # Files an adapter could not use, and why.
+    "skipped": pa.schema([("path", pa.string()), ("reason", pa.string())]),
+    # One row per hard training sample.
+    "hard": pa.schema(
+        [
+            ("sample_id", pa.string()),
+            ("label", pa.int32()),
+            ("class_name", pa.string()),
+            ("path", pa.string()),
+            ("bucket", pa.string()),
+            ("p_true", pa.float32()),  # base model's probability of the true class
+            ("pred_label", pa.int32()),  # base model's top-1 prediction
+            ("reason", pa.string()),  # the rules that fired, joined by "+"
+        ]
+    ),
+    # One row per synthetic image.
+    "synthetic": pa.schema(
+        [
+            ("synthetic_id", pa.string()),
+            ("source_id", pa.string()),  # sample_id of the real hard sample
+            ("label", pa.int32()),
+            ("class_name", pa.string()),
+            ("prompt", pa.string()),
+            ("strength", pa.float32()),  # img2img noise strength s
+            ("image_guidance", pa.int32()),  # lambda as a percent: 100 - round(100 * s)
+            ("text_guidance", pa.float32()),  # classifier-free guidance scale
+            ("seed", pa.int32()),  # the seed of the spectrum grid
+            ("noise_seed", pa.int64()),  # seed of this image's own torch.Generator
+            ("generator", pa.string()),  # generator backend and model
+            ("path", pa.string()),  # relative to the run directory
+        ]
+    ),
+    # One row per synthetic image: CLIP similarities and the filter's verdict.
+    "scores": pa.schema(
+        [
+            ("synthetic_id", pa.string()),
+            ("source_id", pa.string()),
+            ("label", pa.int32()),
+            ("image_guidance", pa.int32()),
+            ("text_sim", pa.float32()),  # cosine(image, caption of its class)
+            ("image_sim", pa.float32()),  # cosine(image, its real source image)
+            ("kept", pa.bool_()),
+            ("drop_reason", pa.string()),  # "" when kept
+        ]
+    ),
+    # One row per training epoch of one method.
+    "train_log": pa.schema(
+        [
+            ("method", pa.string()),
+            ("epoch", pa.int32()),
+            ("stage", pa.int32()),
+            ("level", pa.int32()),  # image guidance of the synthetic data used; -1 = real only
+            ("n_real", pa.int32()),
+            ("n_synthetic", pa.int32()),
+            ("lr", pa.float32()),
+            ("train_loss", pa.float32()),
+            ("train_acc", pa.float32()),
+            ("val_acc", pa.float32()),
+            ("seconds", pa.float32()),
+        ]
+    ),
+    # One row per (method, bucket): top-1 accuracy on the test split.
+    "metrics": pa.schema(
+        [
+            ("method", pa.string()),
+            ("bucket", pa.string()),  # many | medium | few | overall
+            ("accuracy", pa.float32()),  # percent
+            ("n_images", pa.int32()),
+        ]
+    ),
+}
+
+
+class TableError(ValueError):
+    pass
+
+
+def write_table(frame: pd.DataFrame, path: Path, kind: str) -> Path:
+    """Write ``frame`` as the table ``kind`` at ``path``, atomically."""
+    schema = SCHEMAS[kind]
+    missing = [n for n in schema.names if n not in frame.columns]
+    if missing:
+        raise TableError(f"{kind} table for {path} lacks columns {missing}")
+    table = pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def read_table(path: Path, kind: str) -> pd.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: run the stage that writes the {kind} table first")
+    frame = pq.read_table(path).to_pandas()
+    missing = [n for n in SCHEMAS[kind].names if n not in frame.columns]
+    if missing:
+        raise TableError(f"{path} is not a {kind} table: it lacks columns {missing}")
+    return frame
+
+
+def empty_table(kind: str) -> pd.DataFrame:
+    return SCHEMAS[kind].empty_table().to_pandas()

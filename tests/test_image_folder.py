@@ -1,0 +1,99 @@
+"""The image-folder adapter on real-looking folders: odd names, broken files, empty classes."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from discl.cli import main
+from discl.data.image_folder import DatasetError, scan_image_folder
+
+
+def _png(path, value=128, size=(20, 12)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((size[1], size[0], 3), value, np.uint8)).save(path)
+
+
+@pytest.fixture
+def messy_folder(tmp_path):
+    root = tmp_path / "my photos"
+    for i in range(6):
+        _png(root / "red fox" / f"img {i}.png", 10 * i)
+        _png(root / "chat noir é" / f"IMG_{i}.JPG".replace(".JPG", ".png"), 200 - i)
+    _png(root / "red fox" / "nested" / "deep.png", 7)
+    (root / "chat noir é" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    (root / "chat noir é" / "empty.png").write_bytes(b"")
+    (root / "red fox" / "notes.txt").write_text("not an image")
+    (root / "empty class").mkdir()
+    (root / "README.md").write_text("stray file")
+    (root / "red fox" / ".DS_Store").write_bytes(b"\0\0")
+    return root
+
+
+def test_bad_files_are_skipped_with_reasons(messy_folder):
+    dataset, skipped = scan_image_folder(messy_folder, val_fraction=0.2, test_fraction=0.2)
+    assert sorted(dataset["class_name"].unique()) == ["chat noir é", "red fox"]
+    assert len(dataset) == 13 and dataset["sample_id"].is_unique
+    assert set(dataset["split"]) <= {"train", "val", "test"}
+    reasons = dict(zip(skipped["path"].map(lambda p: p.split("/")[-1]), skipped["reason"]))
+    assert reasons["broken.jpg"].startswith("cannot decode image")
+    assert reasons["empty.png"] == "empty file (0 bytes)"
+    assert reasons["notes.txt"].startswith("not an image file")
+    assert reasons["empty class"].startswith("class folder has no usable image")
+    assert reasons["README.md"] == "not inside a class folder"
+    assert ".DS_Store" not in reasons  # hidden files are not data
+
+
+def test_hash_split_is_stable_when_files_are_added(messy_folder):
+    before, _ = scan_image_folder(messy_folder)
+    _png(messy_folder / "red fox" / "new one.png", 3)
+    after, _ = scan_image_folder(messy_folder)
+    merged = before.merge(after, on="sample_id", suffixes=("_a", "_b"))
+    assert len(merged) == len(before)
+    assert (merged["split_a"] == merged["split_b"]).all()
+
+
+def test_split_layout_is_used_as_given(tmp_path):
+    for split, n in (("train", 4), ("val", 2), ("test", 3)):
+        for cls in ("a", "b"):
+            for i in range(n):
+                _png(tmp_path / split / cls / f"{i}.png")
+    dataset, skipped = scan_image_folder(tmp_path)
+    assert skipped.empty
+    assert dataset.groupby("split").size().to_dict() == {"test": 6, "train": 8, "val": 4}
+
+
+def test_unknown_class_in_test_split_is_an_error(tmp_path):
+    _png(tmp_path / "train" / "a" / "0.png")
+    _png(tmp_path / "test" / "zebra" / "0.png")
+    with pytest.raises(DatasetError, match="zebra"):
+        scan_image_folder(tmp_path)
+
+
+def test_missing_or_unusable_folder_errors(tmp_path):
+    with pytest.raises(DatasetError, match="does not exist"):
+        scan_image_folder(tmp_path / "nope")
+    (tmp_path / "only" / "cls").mkdir(parents=True)
+    (tmp_path / "only" / "cls" / "x.png").write_bytes(b"")
+    with pytest.raises(DatasetError, match="no usable image found"):
+        scan_image_folder(tmp_path / "only")
+
+
+def test_cli_prepare_reports_skips_without_traceback(messy_folder, tmp_path, capsys):
+    run = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["prepare", str(run), "--set", "data.name=image-folder", "--set", f"data.root={messy_folder}"], standalone_mode=True)
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "skipped 5 files" in out and "Traceback" not in out
+    skipped = pd.read_parquet(run / "skipped.parquet")
+    assert len(skipped) == 5
+    assert len(pd.read_parquet(run / "dataset.parquet")) == 13
+
+
+def test_cli_gives_one_line_error_for_a_bad_folder(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["prepare", str(tmp_path / "run"), "--set", "data.name=image-folder", "--set", f"data.root={tmp_path / 'missing'}"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: image folder") and "does not exist" in err and "Traceback" not in err
