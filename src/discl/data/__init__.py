@@ -56,4 +56,4 @@ def foundation_rows(dataset: pd.DataFrame) -> pd.DataFrame:
 def load_split(run: RunDir, rows: pd.DataFrame, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Images (N, 3, size, size) uint8 and labels (N,) int64 of the given table rows."""
     images = load_images([run.resolve(p) for p in rows["path"]], size)
-    return images, torch.as_tensor(rows["label"].to_numpy(), dtype=torch.long)
+    return images, torch.from_numpy(rows["label"].to_numpy(dtype="int64", copy=True))

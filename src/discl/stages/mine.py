@@ -59,7 +59,7 @@ def run_mine(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True) -> 
     p_true = probs.gather(1, labels[:, None]).squeeze(1)
     pred = probs.argmax(-1)
     bucket = train_rows["label"].map(dict(zip(classes["label"], classes["bucket"])))
-    few = torch.as_tensor((bucket == "few").to_numpy())
+    few = torch.from_numpy((bucket == "few").to_numpy(copy=True))
     reasons = hard_rules(p_true, pred, labels, few, cfg.mine)
 
     table = train_rows[["sample_id", "label", "class_name", "path"]].copy()

@@ -36,7 +36,7 @@ def level_data(run: RunDir, cfg: RunConfig, real: tuple[torch.Tensor, torch.Tens
                 cache[level] = StageData(real[0], real[1], len(real[1]), 0)
             else:
                 images = load_images([run.resolve(p) for p in rows["path"]], cfg.data.image_size)
-                labels = torch.as_tensor(rows["label"].to_numpy(), dtype=torch.long)
+                labels = torch.from_numpy(rows["label"].to_numpy(dtype="int64", copy=True))
                 cache[level] = StageData(torch.cat([real[0], images]), torch.cat([real[1], labels]), len(real[1]), len(rows))
         return cache[level]
 
