@@ -39,6 +39,9 @@ def test_synthetic_table_matches_the_files(tiny_run):
         with Image.open(run.resolve(path)) as image:
             assert image.size == (16, 16) and image.mode == "RGB"
     assert scores["synthetic_id"].tolist() == synthetic["synthetic_id"].tolist()
+    # The folder doubles as a Hugging Face imagefolder dataset.
+    meta = pd.read_json(run.synthetic_images / "metadata.jsonl", lines=True)
+    assert sorted("synthetic/" + meta["file_name"]) == sorted(synthetic["path"])
     assert scores["text_sim"].between(-1, 1).all() and scores["image_sim"].between(-1, 1).all()
 
 
@@ -61,7 +64,10 @@ def test_curriculum_log_and_metrics(tiny_run):
     assert sorted(metrics["method"].unique()) == ["non-adaptive", "real-only"]
     assert set(metrics["bucket"]) == {"many", "medium", "few", "overall"}
     assert metrics["accuracy"].between(0, 100).all()
-    assert 0 <= result["clip_zero_shot"] <= 1 and 0 <= result["class_consistency"] <= 1
+    assert 0 <= result["clip_zero_shot"] <= 1
+    consistency = result["class_consistency"]
+    assert consistency["n_images"] == len(pd.read_parquet(run.hard)) * 2  # strength-1.0 images: one per seed
+    assert all(0 <= consistency[k] <= 1 for k in ("base", "base_on_real", "clip"))
     assert yaml.safe_load((run.root / "config.yaml").read_text()) == load_config(None, None, TINY).to_dict()
 
 

@@ -25,9 +25,12 @@ def bucket_accuracy(pred: np.ndarray, labels: np.ndarray, classes: pd.DataFrame)
 def paper_table(metrics: pd.DataFrame) -> str:
     """Rows = methods, columns = Many, Medium, Few, Overall (top-1 %), as in the paper."""
     wide = metrics.pivot_table(index="method", columns="bucket", values="accuracy", sort=False)
-    header = f"| {'Method':<22} | {'Many':>6} | {'Medium':>6} | {'Few':>6} | {'Overall':>7} |"
-    lines = [header, "|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|"]
+    width = max([len("Method"), *map(len, wide.index)])
+    lines = [
+        f"| {'Method':<{width}} | {'Many':>6} | {'Medium':>6} | {'Few':>6} | {'Overall':>7} |",
+        f"|{'-' * (width + 2)}|{'-' * 8}|{'-' * 8}|{'-' * 8}|{'-' * 9}|",
+    ]
     for method, row in wide.iterrows():
         cells = [f"{row.get(b, float('nan')):6.2f}" for b in BUCKETS]
-        lines.append(f"| {method:<22} | {cells[0]} | {cells[1]} | {cells[2]} | {row.get('overall', float('nan')):7.2f} |")
+        lines.append(f"| {method:<{width}} | {cells[0]} | {cells[1]} | {cells[2]} | {row.get('overall', float('nan')):7.2f} |")
     return "\n".join(lines)

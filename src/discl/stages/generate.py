@@ -47,6 +47,14 @@ def ensure_generator(run: RunDir, cfg: RunConfig, echo=print, progress: bool = T
     return generator
 
 
+def write_imagefolder_metadata(run: RunDir, plan: pd.DataFrame) -> None:
+    """synthetic/metadata.jsonl, so `datasets.load_dataset("imagefolder", data_dir=...)` reads the folder as it is."""
+    meta = plan.drop(columns=["path"]).assign(file_name=plan["path"].str.removeprefix("synthetic/"))
+    tmp = run.synthetic_images / ".metadata.jsonl.tmp"
+    meta[["file_name", *plan.columns.drop("path")]].to_json(tmp, orient="records", lines=True, force_ascii=False)
+    tmp.replace(run.synthetic_images / "metadata.jsonl")
+
+
 def run_generate(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True) -> pd.DataFrame:
     g = cfg.generate
     hard = read_table(run.hard, "hard")
@@ -58,5 +66,6 @@ def run_generate(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True)
     sources = dict(zip(hard["sample_id"], images))
     made = run_plan(run, plan, generator, sources, g.batch_size, progress)
     write_table(plan, run.synthetic, "synthetic")
+    write_imagefolder_metadata(run, plan)
     echo(f"generate: {len(plan)} synthetic images for {len(hard)} hard samples ({made} new, {len(plan) - made} already there)")
     return plan

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from ..config import RunConfig
 from ..data import load_dataset_tables, load_split
 from ..data.images import load_images
@@ -22,13 +24,28 @@ def clip_zero_shot_accuracy(run: RunDir, cfg: RunConfig) -> float:
     return float((pred == labels).float().mean())
 
 
-def class_consistency(run: RunDir, cfg: RunConfig, strength: float = 1.0) -> tuple[float, int]:
-    """Fraction of synthetic images of ``strength`` (1.0 = pure class-conditional generation)
-    that the base classifier assigns to their prompt's class, and how many were judged."""
+def class_consistency(run: RunDir, cfg: RunConfig, strength: float = 1.0) -> dict:
+    """How often synthetic images of ``strength`` (1.0 = generation from the class alone) show
+    their prompt's class, by two judges:
+    - ``base``: the base classifier (trained on the long-tailed split, so weak on the tail
+      classes that most hard samples come from); ``base_on_real`` is the same judge's
+      accuracy on real test images of the same classes, the most it could be expected to see;
+    - ``clip``: the CLIP scorer's zero-shot prediction, a judge that knows every class."""
     synthetic = read_table(run.synthetic, "synthetic")
     rows = synthetic[(synthetic["strength"] - strength).abs() < 1e-6]
     if rows.empty:
-        return float("nan"), 0
+        return {"base": float("nan"), "base_on_real": float("nan"), "clip": float("nan"), "n_images": 0}
     images = load_images([run.resolve(p) for p in rows["path"]], cfg.data.image_size)
-    pred = predict_proba(load_base_classifier(run), images).argmax(-1).numpy()
-    return float((pred == rows["label"].to_numpy()).mean()), len(rows)
+    wanted = torch.from_numpy(rows["label"].to_numpy(dtype="int64", copy=True))
+    base = load_base_classifier(run)
+    dataset, classes = load_dataset_tables(run)
+    test = dataset[(dataset["split"] == "test") & dataset["label"].isin(rows["label"].unique())]
+    test_images, test_labels = load_split(run, test, cfg.data.image_size)
+    captions = captions_for(classes, cfg.score.caption_template)
+    clip_pred = zero_shot_predict(ensure_scorer(run, cfg, progress=False), images, [captions[k] for k in sorted(captions)])
+    return {
+        "base": float((predict_proba(base, images).argmax(-1) == wanted).float().mean()),
+        "base_on_real": float((predict_proba(base, test_images).argmax(-1) == test_labels).float().mean()),
+        "clip": float((clip_pred == wanted).float().mean()),
+        "n_images": len(rows),
+    }
