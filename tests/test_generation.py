@@ -5,6 +5,7 @@ import torch
 from PIL import Image
 
 from discl.generation.pixel_diffusion import PixelDiffusionGenerator, PixelDiffusionSpec, build_unet, train_pixel_diffusion
+from discl.prompts import PromptBank
 from discl.generation.plan import plan_spectrum
 from discl.generation.runner import pending_rows, run_plan
 from discl.rundir import RunDir
@@ -29,7 +30,7 @@ def sources():
 
 def _plan(sources, name):
     hard = pd.DataFrame({"sample_id": list(sources), "label": [0, 1, 2, 0, 1], "class_name": ["a", "b", "c", "a", "b"]})
-    return plan_spectrum(hard, [0.3, 0.6, 1.0], [10, 20, 30], 2.0, "{name}", name)
+    return plan_spectrum(hard, [0.3, 0.6, 1.0], [10, 20, 30], 2.0, PromptBank("{name}"), name)
 
 
 def _read_all(run, plan):

@@ -3,6 +3,7 @@ import sys
 
 import pandas as pd
 
+from discl.prompts import PromptBank
 from discl.generation.plan import image_guidance, plan_spectrum, source_folder
 from discl.seeding import stable_seed
 
@@ -13,7 +14,7 @@ def _hard(ids):
 
 def test_plan_is_the_full_grid_with_unique_ids_and_paths():
     strengths = [round(0.1 * i, 1) for i in range(1, 11)]
-    plan = plan_spectrum(_hard(["a", "b/c d.png", "é"]), strengths, [10, 20, 30], 10.0, "a photo of {name}", "gen")
+    plan = plan_spectrum(_hard(["a", "b/c d.png", "é"]), strengths, [10, 20, 30], 10.0, PromptBank("a photo of {name}"), "gen")
     assert len(plan) == 3 * 10 * 3
     assert plan["synthetic_id"].is_unique and plan["path"].is_unique and plan["noise_seed"].is_unique
     assert sorted(plan["image_guidance"].unique()) == [0, 10, 20, 30, 40, 50, 60, 70, 80, 90]
@@ -33,11 +34,11 @@ def test_source_folders_are_safe_and_distinct():
 
 
 def test_noise_seed_depends_on_what_identifies_the_image_only():
-    a = plan_spectrum(_hard(["a", "b"]), [0.5], [10], 7.5, "{name}", "gen")
-    b = plan_spectrum(_hard(["b"]), [0.5, 0.9], [10, 20], 7.5, "other {name}", "gen")
+    a = plan_spectrum(_hard(["a", "b"]), [0.5], [10], 7.5, PromptBank("{name}"), "gen")
+    b = plan_spectrum(_hard(["b"]), [0.5, 0.9], [10, 20], 7.5, PromptBank("other {name}"), "gen")
     seed_of = lambda plan: dict(zip(plan.synthetic_id, plan.noise_seed))
     assert seed_of(a)["b|g050|seed10"] == seed_of(b)["b|g050|seed10"]
-    c = plan_spectrum(_hard(["b"]), [0.5], [10], 5.0, "{name}", "gen")
+    c = plan_spectrum(_hard(["b"]), [0.5], [10], 5.0, PromptBank("{name}"), "gen")
     assert seed_of(c)["b|g050|seed10"] != seed_of(a)["b|g050|seed10"]
 
 

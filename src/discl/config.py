@@ -62,7 +62,10 @@ class MineConfig:
 class GeneratorConfig:
     # "pixel-diffusion": the small class-conditional diffusion model trained in-process.
     backend: str = "pixel-diffusion"
+    # "{name}" is the class name; with prompt_file (JSON: class name -> descriptions), one
+    # description per (class, seed) fills "{description}", e.g. "a 8k real photo: {description}".
     prompt_template: str = "a photo of the digit {name}"
+    prompt_file: str | None = None
     strengths: list[float] = field(default_factory=lambda: [round(0.1 * i, 1) for i in range(1, 11)])
     seeds: list[int] = field(default_factory=lambda: [10, 20, 30, 40])
     text_guidance: float = 2.0

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from ..prompts import PromptBank
 from ..seeding import stable_seed
 
 
@@ -27,7 +28,7 @@ def plan_spectrum(
     strengths: Sequence[float],
     seeds: Sequence[int],
     text_guidance: float,
-    prompt_template: str,
+    prompts: PromptBank,
     generator_name: str,
 ) -> pd.DataFrame:
     """Rows in the synthetic table's schema, one per (hard sample, strength, seed)."""
@@ -39,7 +40,6 @@ def plan_spectrum(
     rows = []
     for source in hard.itertuples(index=False):
         folder = source_folder(source.sample_id)
-        prompt = prompt_template.format(name=source.class_name)
         for strength in strengths:
             guidance = image_guidance(strength)
             for seed in seeds:
@@ -49,7 +49,7 @@ def plan_spectrum(
                         "source_id": source.sample_id,
                         "label": source.label,
                         "class_name": source.class_name,
-                        "prompt": prompt,
+                        "prompt": prompts.prompt(source.class_name, seed),
                         "strength": float(strength),
                         "image_guidance": guidance,
                         "text_guidance": float(text_guidance),

@@ -12,6 +12,7 @@ from ..generation.base import Generator
 from ..generation.pixel_diffusion import PixelDiffusionGenerator, PixelDiffusionSpec, train_pixel_diffusion
 from ..generation.plan import plan_spectrum
 from ..generation.runner import run_plan
+from ..prompts import PromptBank
 from ..rundir import RunDir
 from ..tables import read_table, write_table
 from . import cache
@@ -61,7 +62,8 @@ def run_generate(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True)
     if hard.empty:
         raise ValueError(f"{run.hard} lists no hard sample: nothing to generate")
     generator = ensure_generator(run, cfg, echo, progress)
-    plan = plan_spectrum(hard, g.strengths, g.seeds, g.text_guidance, g.prompt_template, generator.name)
+    prompts = PromptBank.from_json(g.prompt_file, g.prompt_template) if g.prompt_file else PromptBank(g.prompt_template)
+    plan = plan_spectrum(hard, g.strengths, g.seeds, g.text_guidance, prompts, generator.name)
     images, _ = load_split(run, hard, cfg.data.image_size)
     sources = dict(zip(hard["sample_id"], images))
     made = run_plan(run, plan, generator, sources, g.batch_size, progress)
