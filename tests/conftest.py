@@ -23,6 +23,7 @@ TINY = [
     "data.many_above=10",
     "data.few_below=3",
     "mine.base.epochs=3",
+    "mine.rules=[few_shot]",
     "generate.seeds=[10,20]",
     "generate.strengths=[0.2,0.5,1.0]",
     "generate.train_steps=40",

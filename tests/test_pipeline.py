@@ -49,8 +49,8 @@ def test_hard_samples_follow_the_rules(tiny_run):
     run, _ = tiny_run
     hard = pd.read_parquet(run.hard)
     cfg = load_config(run.root)
-    for row in hard.itertuples():
-        assert (row.bucket == "few") or (row.p_true < cfg.mine.prob_threshold), row
+    assert cfg.mine.rules == ["few_shot"]
+    assert (hard["bucket"] == "few").all() and (hard["reason"] == "few_shot").all()
     assert set(pd.read_parquet(run.classes).query("bucket == 'few'").label) <= set(hard.label)
 
 

@@ -116,6 +116,20 @@ _stage("train", "Train the task classifier for each method in train.methods (tra
 _stage("eval", "Top-1 accuracy overall / many / medium / few on the test split (metrics.parquet).", False)(_eval)
 
 
+@main.command("report")
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Where to write the HTML (default: RUN_DIR/report.html).")
+@click.option("--max-grids", default=24, show_default=True, help="Spectrum grids to show; larger runs show a stable sample.")
+@click.option("--method", default=None, help="The DisCL method to compare with the baseline (default: the first other trained method).")
+@click.option("--baseline", default="real-only", show_default=True)
+def report(run_dir, out, max_grids, method, baseline):
+    """Write one self-contained HTML file: spectra, filter statistics, curriculum, training curves, results."""
+    from .report.build import ReportOptions, build_report
+
+    path = build_report(RunDir(run_dir), out, ReportOptions(max_grids=max_grids, method=method, baseline=baseline))
+    click.echo(f"report: {path}")
+
+
 @main.command("demo")
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where to write the run (default: runs/demo-<date>-<time>).")

@@ -64,6 +64,14 @@ class RunDir:
     def metrics(self) -> Path:
         return self.root / "metrics.parquet"
 
+    @property
+    def predictions(self) -> Path:
+        return self.root / "predictions.parquet"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.html"
+
     def resolve(self, path: str) -> Path:
         """Paths in tables are relative to the run directory unless absolute."""
         p = Path(path)

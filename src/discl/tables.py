@@ -104,6 +104,16 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("n_images", pa.int32()),
         ]
     ),
+    # One row per (method, test image): the model's prediction.
+    "predictions": pa.schema(
+        [
+            ("method", pa.string()),
+            ("sample_id", pa.string()),
+            ("label", pa.int32()),
+            ("pred_label", pa.int32()),
+            ("p_true", pa.float32()),  # the model's probability of the true class
+        ]
+    ),
 }
 
 

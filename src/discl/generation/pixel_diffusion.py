@@ -69,7 +69,8 @@ class PixelDiffusionGenerator:
     def decode(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         x = (x.clamp(-1, 1) + 1) / 2
         if tuple(x.shape[-2:]) != size:
-            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+            # The inverse of encode's area pooling: exact for images that are upsampled samples.
+            x = F.interpolate(x, size=size, mode="nearest-exact")
         if x.shape[1] == 1:
             x = x.repeat(1, 3, 1, 1)
         return (x * 255).round().clamp(0, 255).to(torch.uint8)

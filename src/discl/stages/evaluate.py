@@ -25,12 +25,18 @@ def run_eval(run: RunDir, cfg: RunConfig, echo=print) -> pd.DataFrame:
     if not methods:
         raise FileNotFoundError(f"no trained model under {run.root / 'train'}: run `discl train` first")
     images, labels = load_split(run, test_rows, cfg.data.image_size)
-    rows = []
+    rows, predictions = [], []
     for method in methods:
         model, _ = load_classifier(run.method_dir(method))
-        pred = predict_proba(model, images).argmax(-1).numpy()
+        probs = predict_proba(model, images)
+        pred = probs.argmax(-1).numpy()
         rows += [{"method": method, **r} for r in bucket_accuracy(pred, labels.numpy(), classes)]
+        predictions.append(pd.DataFrame({
+            "method": method, "sample_id": test_rows["sample_id"].to_numpy(), "label": labels.numpy(),
+            "pred_label": pred, "p_true": probs.gather(1, labels[:, None]).squeeze(1).numpy(),
+        }))
     metrics = pd.DataFrame(rows)
     write_table(metrics, run.metrics, "metrics")
+    write_table(pd.concat(predictions, ignore_index=True), run.predictions, "predictions")
     echo(paper_table(metrics))
     return metrics

@@ -1,0 +1,222 @@
+"""Assemble the HTML report of a run directory from its tables and images."""
+
+from __future__ import annotations
+
+import html
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from ..metrics import BUCKETS
+from ..rundir import RunDir
+from ..seeding import stable_seed
+from ..tables import read_table
+from . import plots
+from .images import png_data_uri, thumbnail_uri
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: 0.2em; margin-top: 2em; }
+table { border-collapse: collapse; margin: 0.5em 0; }
+th, td { border: 1px solid #ddd; padding: 3px 6px; text-align: right; font-size: 13px; }
+th:first-child, td:first-child { text-align: left; }
+table.spectrum td { text-align: center; vertical-align: top; font-size: 11px; padding: 2px; }
+td.kept img { outline: 3px solid #2e8b57; } td.dropped img { outline: 3px solid #cd5c5c; opacity: 0.75; }
+td.real img { outline: 3px solid #333; }
+.note { color: #666; font-size: 13px; } .grid { display: inline-block; margin: 0 1.5em 1.5em 0; vertical-align: top; }
+figure { display: inline-block; margin: 0.5em; text-align: center; font-size: 12px; }
+"""
+
+
+@dataclass
+class ReportOptions:
+    max_grids: int = 24  # spectrum grids shown; a larger run shows a stable sample
+    thumb_size: int = 64
+    max_examples: int = 24  # qualitative examples
+    baseline: str = "real-only"
+    method: str | None = None  # the DisCL method compared with the baseline; default: first other trained method
+
+
+def _table(frame: pd.DataFrame, float_format: str = "{:.2f}") -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    rows = []
+    for row in frame.itertuples(index=False):
+        cells = [float_format.format(v) if isinstance(v, float) else html.escape(str(v)) for v in row]
+        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+def _figure(png: bytes, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="{png_data_uri(png)}">'
+
+
+def _maybe(path: Path, kind: str) -> pd.DataFrame | None:
+    return read_table(path, kind) if path.exists() else None
+
+
+def choose_grids(hard: pd.DataFrame, limit: int) -> pd.DataFrame:
+    """All hard samples, or ``limit`` of them: round-robin over classes, each class in a stable hash order."""
+    if len(hard) <= limit:
+        return hard
+    order = hard.assign(_key=[stable_seed("report", s) for s in hard["sample_id"]]).sort_values(["label", "_key"])
+    order["_rank"] = order.groupby("label").cumcount()
+    return order.sort_values(["_rank", "label"]).head(limit).drop(columns=["_key", "_rank"])
+
+
+def metrics_section(metrics: pd.DataFrame | None) -> str:
+    if metrics is None:
+        return "<p class='note'>No metrics yet: run <code>discl eval</code>.</p>"
+    wide = metrics.pivot_table(index="method", columns="bucket", values="accuracy", sort=False)
+    frame = pd.DataFrame({"Method": wide.index})
+    for bucket, title in (*((b, b.capitalize()) for b in BUCKETS), ("overall", "Overall")):
+        frame[title] = [float(v) for v in wide.get(bucket, pd.Series(float("nan"), index=wide.index))]
+    counts = metrics.drop_duplicates("bucket").set_index("bucket")["n_images"]
+    note = ", ".join(f"{b}: {int(counts.get(b, 0))}" for b in (*BUCKETS, "overall"))
+    return _table(frame) + f"<p class='note'>Top-1 accuracy (%) on the test split; test images per bucket: {note}.</p>"
+
+
+def spectrum_section(run: RunDir, hard: pd.DataFrame, synthetic: pd.DataFrame, scores: pd.DataFrame | None, opts: ReportOptions) -> str:
+    chosen = choose_grids(hard, opts.max_grids)
+    cells = synthetic.merge(scores[["synthetic_id", "text_sim", "image_sim", "kept", "drop_reason"]], on="synthetic_id", how="left") if scores is not None else synthetic
+    levels = sorted(synthetic["image_guidance"].unique())
+    parts = [
+        f"<p class='note'>Showing {len(chosen)} of {len(hard)} hard samples"
+        + (" (a stable sample: round-robin over classes, in hash order)" if len(chosen) < len(hard) else "")
+        + ". Columns: image guidance λ from synthetic (0) to real; rows: seeds. Under each image: t = image-text and "
+        "i = image-image similarity. Green: kept by the filter; red: dropped.</p>"
+    ]
+    by_source = dict(tuple(cells.groupby("source_id")))
+    for source in chosen.itertuples(index=False):
+        rows = by_source.get(source.sample_id)
+        if rows is None:
+            continue
+        header = "".join(f"<th>λ={lv}</th>" for lv in levels) + "<th>real</th>"
+        body = []
+        real_cell = f"<td class='real'><img alt='real {html.escape(source.sample_id)}' src='{thumbnail_uri(run.resolve(source.path), opts.thumb_size)}'></td>"
+        for seed, seed_rows in rows.groupby("seed"):
+            by_level = seed_rows.set_index("image_guidance")
+            tds = []
+            for level in levels:
+                if level not in by_level.index:
+                    tds.append("<td></td>")
+                    continue
+                r = by_level.loc[level]
+                state, caption = "", ""
+                if "kept" in r and pd.notna(r["kept"]):
+                    state = "kept" if r["kept"] else "dropped"
+                    caption = f"<br>t {r['text_sim']:.2f}<br>i {r['image_sim']:.2f}"
+                    if not r["kept"]:
+                        caption += f"<br>{html.escape(str(r['drop_reason']))}"
+                alt = html.escape(f"{source.sample_id} λ={level} seed={seed}")
+                tds.append(f"<td class='{state}'><img alt='{alt}' src='{thumbnail_uri(run.resolve(r['path']), opts.thumb_size)}'>{caption}</td>")
+            body.append(f"<tr><th>seed {seed}</th>{''.join(tds)}{real_cell}</tr>")
+        title = html.escape(f"{source.class_name} — {source.sample_id} ({source.reason}, p_true {source.p_true:.2f})")
+        parts.append(f"<div class='grid'><h3>{title}</h3><table class='spectrum'><tr><th></th>{header}</tr>{''.join(body)}</table></div>")
+    return "".join(parts)
+
+
+def filter_summary(scores: pd.DataFrame, synthetic: pd.DataFrame) -> pd.DataFrame:
+    merged = scores.merge(synthetic[["synthetic_id", "class_name"]], on="synthetic_id")
+    summary = merged.groupby(["label", "class_name"], sort=True).agg(
+        generated=("kept", "size"), kept=("kept", "sum"), mean_text_sim=("text_sim", "mean"), mean_image_sim=("image_sim", "mean")
+    ).reset_index()
+    summary["kept"] = summary["kept"].astype(int)
+    summary["dropped"] = summary["generated"] - summary["kept"]
+    return summary[["class_name", "generated", "kept", "dropped", "mean_text_sim", "mean_image_sim"]]
+
+
+def qualitative_section(run: RunDir, predictions: pd.DataFrame | None, dataset: pd.DataFrame, classes: pd.DataFrame, opts: ReportOptions) -> str:
+    if predictions is None:
+        return "<p class='note'>No predictions yet: run <code>discl eval</code>.</p>"
+    methods = list(dict.fromkeys(predictions["method"]))
+    method = opts.method or next((m for m in methods if m != opts.baseline), None)
+    if opts.baseline not in methods or method not in methods:
+        return f"<p class='note'>Needs predictions of both {html.escape(opts.baseline)} and a DisCL method.</p>"
+    wide = predictions.pivot_table(index="sample_id", columns="method", values="pred_label").astype(int)
+    labels = predictions.drop_duplicates("sample_id").set_index("sample_id")["label"]
+    fixed = wide.index[(wide[method] == labels[wide.index]) & (wide[opts.baseline] != labels[wide.index])]
+    broken = wide.index[(wide[method] != labels[wide.index]) & (wide[opts.baseline] == labels[wide.index])]
+    names = dict(zip(classes["label"], classes["class_name"]))
+    paths = dataset.set_index("sample_id")["path"]
+    figures = []
+    for sample_id in sorted(fixed, key=lambda s: stable_seed("example", s))[: opts.max_examples]:
+        figures.append(
+            f"<figure><img alt='{html.escape(sample_id)}' src='{thumbnail_uri(run.resolve(paths[sample_id]), 96)}'>"
+            f"<figcaption>true: {html.escape(names[labels[sample_id]])}<br>{html.escape(method)}: {html.escape(names[wide.at[sample_id, method]])} ✓"
+            f"<br>{html.escape(opts.baseline)}: {html.escape(names[wide.at[sample_id, opts.baseline]])} ✗</figcaption></figure>"
+        )
+    return (
+        f"<p class='note'>Test images that {html.escape(method)} gets right and {html.escape(opts.baseline)} gets wrong: "
+        f"{len(fixed)} (the reverse: {len(broken)}); showing {len(figures)}.</p>" + "".join(figures)
+    )
+
+
+def build_report(run: RunDir, out_path: Path | None = None, opts: ReportOptions | None = None) -> Path:
+    """Write the report and return its path (default ``RUN/report.html``)."""
+    opts = opts or ReportOptions()
+    out_path = Path(out_path) if out_path else run.root / "report.html"
+    dataset = read_table(run.dataset, "dataset")
+    classes = read_table(run.classes, "classes")
+    hard = _maybe(run.hard, "hard")
+    synthetic = _maybe(run.synthetic, "synthetic")
+    scores = _maybe(run.scores, "scores")
+    metrics = _maybe(run.metrics, "metrics")
+    predictions = _maybe(run.predictions, "predictions")
+    logs = [read_table(p, "train_log") for p in sorted((run.root / "train").glob("*/log.parquet"))]
+    logs_frame = pd.concat(logs, ignore_index=True) if logs else None
+
+    sections = [("Results", metrics_section(metrics))]
+    counts = dataset.groupby("split").size().to_dict()
+    overview = pd.DataFrame(
+        {"item": ["classes", *(f"{k} images" for k in sorted(counts)), "hard samples", "synthetic images", "kept by the filter"],
+         "count": [len(classes), *(counts[k] for k in sorted(counts)), len(hard) if hard is not None else 0,
+                   len(synthetic) if synthetic is not None else 0, int(scores["kept"].sum()) if scores is not None else 0]}
+    )
+    sections.append(("Run", _table(overview) + _table(classes[["class_name", "train_count", "bucket"]])))
+    if hard is not None and synthetic is not None and len(synthetic):
+        sections.append(("Spectra of hard samples", spectrum_section(run, hard, synthetic, scores, opts)))
+    if scores is not None and synthetic is not None and len(scores):
+        summary = filter_summary(scores, synthetic)
+        per_level = scores.groupby("image_guidance").agg(generated=("kept", "size"), kept=("kept", "sum"),
+                                                         mean_text_sim=("text_sim", "mean"), mean_image_sim=("image_sim", "mean")).reset_index()
+        per_level["kept"] = per_level["kept"].astype(int)
+        thresholds = _thresholds(run)
+        sections.append((
+            "What the filter kept",
+            _figure(plots.similarity_histograms(scores, thresholds), "similarity histograms per level")
+            + _figure(plots.kept_per_class(summary), "kept and dropped per class")
+            + "<h3>Per class</h3>" + _table(summary, "{:.3f}") + "<h3>Per image guidance</h3>" + _table(per_level, "{:.3f}"),
+        ))
+    if logs_frame is not None:
+        body = _figure(plots.curriculum_timeline(logs_frame), "curriculum timeline")
+        for path in sorted((run.root / "train").glob("*/curriculum_log.parquet")):
+            curriculum = pd.read_parquet(path)
+            scored = curriculum[(curriculum["class_label"] == -1) & (curriculum["level"] >= 0)] if "class_label" in curriculum else curriculum.iloc[:0]
+            if len(scored) and scored["smoothed"].notna().any():
+                body += f"<h3>{html.escape(path.parent.name)}: progress per level at each stage end</h3>" + _figure(
+                    plots.progress_per_level(scored), "progress per level")
+        sections.append(("Curriculum", body))
+        sections.append(("Training", _figure(plots.training_curves(logs_frame), "training curves")))
+    sections.append(("Where DisCL helps", qualitative_section(run, predictions, dataset, classes, opts)))
+
+    nav = " · ".join(f"<a href='#s{i}'>{html.escape(t)}</a>" for i, (t, _) in enumerate(sections))
+    body = "".join(f"<h2 id='s{i}'>{html.escape(t)}</h2>{b}" for i, (t, b) in enumerate(sections))
+    page = (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>discl report</title>"
+        f"<style>{STYLE}</style></head><body><h1>discl report</h1>"
+        f"<p class='note'>{html.escape(str(run.root))} — written {time.strftime('%Y-%m-%d %H:%M')}</p><p>{nav}</p>{body}</body></html>"
+    )
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(f".{out_path.name}.tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(out_path)
+    return out_path
+
+
+def _thresholds(run: RunDir) -> dict[str, float]:
+    from ..config import load_config
+
+    cfg = load_config(run.root).score
+    return {"text_sim": cfg.text_threshold, "image_sim": cfg.image_threshold}

@@ -1,0 +1,100 @@
+"""The HTML report of a tiny run: it parses, every image is there, and its numbers are the tables'."""
+
+import base64
+import io
+import re
+from html.parser import HTMLParser
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from discl.cli import main
+from discl.report.build import ReportOptions, build_report, choose_grids
+
+
+class _Collect(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.images, self.text, self.ids, self.links = [], [], set(), []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.images.append(attrs)
+        if "id" in attrs:
+            self.ids.add(attrs["id"])
+        if tag == "a":
+            self.links.append(attrs.get("href", ""))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+@pytest.fixture(scope="module")
+def report(tiny_run, tmp_path_factory):
+    run, _ = tiny_run
+    path = build_report(run, tmp_path_factory.mktemp("report") / "report.html")
+    parser = _Collect()
+    parser.feed(path.read_text(encoding="utf-8"))
+    parser.close()
+    return run, path, parser, " ".join(parser.text)
+
+
+def test_every_image_is_embedded_and_decodes(report):
+    run, path, parser, _ = report
+    synthetic = pd.read_parquet(run.synthetic)
+    shown = choose_grids(pd.read_parquet(run.hard), ReportOptions().max_grids)
+    cells = synthetic[synthetic.source_id.isin(shown.sample_id)]
+    # Every synthetic image of the shown grids, and the real image on each of their seed rows.
+    assert len(parser.images) >= len(cells) + len(shown) * synthetic["seed"].nunique()
+    for attrs in parser.images:
+        src = attrs["src"]
+        assert src.startswith("data:image/png;base64,"), src[:40]  # self-contained: no file or network reference
+        Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).verify()
+        assert attrs.get("alt")
+    assert all(link.lstrip("#") in parser.ids for link in parser.links)
+
+
+def test_numbers_equal_the_tables(report):
+    run, _, _, text = report
+    metrics = pd.read_parquet(run.metrics)
+    for value in metrics["accuracy"].dropna():
+        assert f"{value:.2f}" in text
+    scores = pd.read_parquet(run.scores)
+    synthetic = pd.read_parquet(run.synthetic)
+    merged = scores.merge(synthetic[["synthetic_id", "class_name"]], on="synthetic_id")
+    for class_name, rows in merged.groupby("class_name"):
+        row_text = re.search(rf"{re.escape(class_name)} {len(rows)} {int(rows.kept.sum())} {len(rows) - int(rows.kept.sum())} ", text)
+        assert row_text, class_name
+    hard = pd.read_parquet(run.hard)
+    assert f"Showing {min(len(hard), ReportOptions().max_grids)} of {len(hard)} hard samples" in text
+    predictions = pd.read_parquet(run.predictions)
+    wide = predictions.pivot_table(index="sample_id", columns="method", values="pred_label")
+    labels = predictions.drop_duplicates("sample_id").set_index("sample_id")["label"].reindex(wide.index)
+    fixed = int(((wide["non-adaptive"] == labels) & (wide["real-only"] != labels)).sum())
+    assert f"gets wrong: {fixed} (" in text
+
+
+def test_large_runs_show_a_stable_sample_of_grids(tiny_run, tmp_path):
+    run, _ = tiny_run
+    hard = pd.read_parquet(run.hard)
+    assert len(hard) >= 2
+    chosen = choose_grids(hard, 2)
+    assert len(chosen) == 2 and chosen["sample_id"].tolist() == choose_grids(hard.sample(frac=1, random_state=1), 2)["sample_id"].tolist()
+    if hard["label"].nunique() >= 2:
+        assert chosen["label"].nunique() == 2  # round-robin over classes
+    path = build_report(run, tmp_path / "r.html", ReportOptions(max_grids=2))
+    assert f"Showing 2 of {len(hard)} hard samples (a stable sample" in path.read_text(encoding="utf-8")
+
+
+def test_cli_report_and_a_run_without_later_stages(tiny_run, tmp_path, capsys):
+    run, _ = tiny_run
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", str(run.root), "--out", str(tmp_path / "x.html")])
+    assert exit_info.value.code == 0 and (tmp_path / "x.html").exists()
+    # A run with only its dataset prepared still gets a report that says what is missing.
+    with pytest.raises(SystemExit):
+        main(["prepare", str(tmp_path / "fresh"), "--set", "data.max_per_class=10"])
+    path = build_report(type(run)(tmp_path / "fresh"))
+    assert "No metrics yet" in path.read_text(encoding="utf-8")
