@@ -79,10 +79,6 @@ def _prepare(run, cfg, echo):
     run_prepare(run, cfg, echo)
 
 
-def _mine(run, cfg, echo, progress):
-    from .stages.mine import run_mine
-
-    run_mine(run, cfg, echo, progress)
 
 
 def _generate(run, cfg, echo, progress):
@@ -106,11 +102,24 @@ def _eval(run, cfg, echo):
 
 
 _stage("prepare", "Build the dataset tables (dataset.parquet, classes.parquet, skipped.parquet).", False)(_prepare)
-_stage("mine", "Flag hard samples with a base model (trained here, or mine.base_weights) by mine.rules, "
-              "or import them from mine.hard_csv (hard.parquet).")(_mine)
 _stage("generate", "Make the spectrum of synthetic images for every hard sample (synthetic/, synthetic.parquet).")(_generate)
 _stage("train", "Train the task classifier for each method in train.methods (train/<method>/).")(_train)
 _stage("eval", "Top-1 accuracy overall / many / medium / few on the test split (metrics.parquet).", False)(_eval)
+
+
+@main.command("mine")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--hard-csv", type=click.Path(dir_okay=False, path_type=Path),
+              help="Import the hard samples from a reference CSV (ImageNet-LT or iWildCam format) instead of mining.")
+@click.option("--folds", type=int, help="Out-of-fold predictions from this many base models (same as --set mine.folds=K).")
+@_options
+def mine(run_dir, config_file, overrides, no_progress, hard_csv, folds):
+    """Flag hard samples with a base model (trained here, or mine.base_weights) by mine.rules (hard.parquet)."""
+    from .stages.mine import run_mine
+
+    extra = ([f"mine.hard_csv={hard_csv.resolve()}"] if hard_csv else []) + ([f"mine.folds={folds}"] if folds is not None else [])
+    run, cfg = _setup(run_dir, config_file, (*overrides, *extra))
+    run_mine(run, cfg, click.echo, not no_progress)
 
 
 @main.command("score")

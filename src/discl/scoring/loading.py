@@ -27,6 +27,16 @@ def read_images(paths: Sequence[Path], size: int, workers: int = 4) -> torch.Ten
     """Files -> uint8 (N, 3, size, size)."""
     if not len(paths):
         return torch.zeros((0, 3, size, size), dtype=torch.uint8)
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        arrays = list(pool.map(lambda p: _read(p, size), paths))
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
+
+    def fill(lo: int, hi: int) -> None:
+        for i in range(lo, hi):
+            out[i] = _read(paths[i], size)
+
+    # One task per contiguous slice: a task per file costs more than decoding a small PNG.
+    workers = max(1, min(workers, len(paths) // 64 or 1))
+    bounds = np.linspace(0, len(paths), workers + 1).astype(int)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for future in [pool.submit(fill, lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]:
+            future.result()
+    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
