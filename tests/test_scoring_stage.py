@@ -81,7 +81,7 @@ def test_interrupted_scoring_resumes_and_matches_a_full_run(run_copy, monkeypatc
     assert np.allclose(out["image_sim"], reference["image_sim"], atol=1e-5)
 
 
-def test_confidence_filter_and_cap_in_the_stage(run_copy):
+def test_confidence_filter_and_cap_in_the_stage(run_copy, monkeypatch):
     run, cfg = run_copy
     cfg.score.confident_wrong = 0.6
     cfg.score.max_per_class = 1
@@ -92,6 +92,16 @@ def test_confidence_filter_and_cap_in_the_stage(run_copy):
     assert not out.loc[~wrong, "drop_reason"].str.contains("confident_wrong").any()
     assert out[out["kept"]].groupby(["label", "image_guidance"]).size().max() == 1
     assert list((run.root / "embeddings" / "base").glob("synthetic-*.parquet"))
+    # Rescoring with another confidence threshold reuses the saved predictions: no model at all.
+    from discl.stages import mine as mine_stage
+
+    monkeypatch.setattr(mine_stage, "load_base_classifier", _no_model)
+    monkeypatch.setattr(score_stage, "ensure_scorer", _no_model)
+    cfg.score.confident_wrong, cfg.score.max_per_class = 0.9, None
+    again = score_stage.run_score(run, cfg, echo=lambda *_: None, progress=False, rescore=True)
+    assert np.allclose(again["base_p_true"], out["base_p_true"])
+    strict = (again["base_pred"] != again["label"]) & (again["base_p_pred"] >= 0.9)
+    assert again["drop_reason"].str.contains("confident_wrong").tolist() == strict.tolist()
 
 
 def test_missing_synthetic_image_is_named(run_copy):

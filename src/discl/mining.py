@@ -97,7 +97,7 @@ def file_digest(path: Path) -> str:
 class Judge:
     """A base model that gives class probabilities for uint8 images."""
 
-    model: torch.nn.Module
+    model: torch.nn.Module | None  # None: only the key is known (nothing loaded)
     key: str  # identifies the model, so saved predictions are reused only with it
     image_size: int
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)  # (0.5, 0.5): the [-1, 1] input of models trained here
@@ -129,4 +129,8 @@ def load_timm_judge(name: str, weights: Path, num_classes: int, image_size: int 
                          f"{str(err).splitlines()[1] if len(str(err).splitlines()) > 1 else ''}".strip()) from err
     data = timm.data.resolve_data_config({}, model=model)
     size = image_size or (data["input_size"][-1] if data.get("input_size") else fallback_size)
-    return Judge(model.eval(), f"timm:{name}:{file_digest(weights)}:{size}", int(size), tuple(data["mean"]), tuple(data["std"]))
+    return Judge(model.eval(), timm_judge_key(name, weights, image_size), int(size), tuple(data["mean"]), tuple(data["std"]))
+
+
+def timm_judge_key(name: str, weights: Path, image_size: int | None) -> str:
+    return f"timm:{name}:{file_digest(Path(weights))}:{image_size}"

@@ -18,7 +18,7 @@ from ..config import RunConfig
 from ..curriculum import RealOnly
 from ..data import load_dataset_tables, load_split
 from ..data.reference_csv import match_to_dataset, read_reference_csv
-from ..mining import RULES, Judge, few_shot_mask, fold_ids, hard_rules, load_timm_judge  # noqa: F401 (RULES, hard_rules re-exported)
+from ..mining import RULES, Judge, few_shot_mask, fold_ids, hard_rules, load_timm_judge, timm_judge_key  # noqa: F401 (RULES, hard_rules re-exported)
 from ..rundir import RunDir
 from ..tables import write_table
 from ..training.classifier import create_classifier, predict_proba, save_classifier
@@ -51,18 +51,24 @@ def ensure_base_classifier(run: RunDir, cfg: RunConfig, progress: bool = True) -
     return _train_classifier(run, cfg, dataset[dataset["split"] == "train"], base_model_dir(run), "base", progress)
 
 
-def load_judge(run: RunDir, cfg: RunConfig) -> Judge:
-    """The base model as a judge of images: loaded weights if configured, else the one trained by `discl mine`."""
+def load_judge(run: RunDir, cfg: RunConfig, load: bool = True) -> Judge:
+    """The base model as a judge of images: loaded weights if configured, else the one trained by
+    `discl mine`. With ``load=False`` only its identity (``key``) is filled in, no model is built."""
     m = cfg.mine
     _, classes = load_dataset_tables(run)
     if m.base_weights:
+        if not load:
+            weights = Path(m.base_weights)
+            if not weights.exists():
+                raise FileNotFoundError(f"base model weights {weights} not found")
+            return Judge(None, timm_judge_key(m.base.model, weights, m.base_image_size), 0)
         return load_timm_judge(m.base.model, Path(m.base_weights), len(classes), m.base_image_size, cfg.data.image_size)
     folder = base_model_dir(run)
     if not (folder / "model.json").exists():
         raise FileNotFoundError(f"no base model in {folder}: run `discl mine` first (or set mine.base_weights)")
     settings = cache.settings_path(folder)
     key = hashlib.sha1(settings.read_bytes() if settings.exists() else b"untracked").hexdigest()[:16]
-    return Judge(load_base_classifier(run), f"trained:{key}", cfg.data.image_size)
+    return Judge(load_base_classifier(run) if load else None, f"trained:{key}", cfg.data.image_size)
 
 
 def predictions(run: RunDir, cfg: RunConfig, train_rows: pd.DataFrame, progress: bool) -> torch.Tensor:

@@ -159,11 +159,12 @@ def base_predictions(run: RunDir, cfg: RunConfig, synthetic: pd.DataFrame, resco
     """The base model's class probabilities for every synthetic image (N, C), saved like embeddings."""
     from .mine import load_judge
 
-    judge = load_judge(run, cfg)
-    store = EmbeddingStore(embeddings_dir(run) / "base", judge.key, echo=lambda *_: None)
+    key = load_judge(run, cfg, load=False).key
+    store = EmbeddingStore(embeddings_dir(run) / "base", key, echo=lambda *_: None)
     todo = store.missing("synthetic", synthetic["synthetic_id"].tolist())
-    if todo and rescore and judge.model is None:
-        raise ValueError(f"--rescore: base-model predictions missing for {len(todo)} images; run `discl score` without --rescore")
+    if todo and rescore:
+        raise ValueError(f"--rescore needs saved base-model predictions, but {len(todo)} are missing; run `discl score` without --rescore")
+    judge = load_judge(run, cfg) if todo else None
     path_of = dict(zip(synthetic["synthetic_id"], synthetic["path"]))
     for i in tqdm(range(0, len(todo), CHUNK), desc="base model", disable=not progress, leave=False):
         chunk = todo[i : i + CHUNK]
