@@ -52,11 +52,12 @@ class _Group(click.Group):
 
     def invoke(self, ctx):
         from .data.image_folder import DatasetError
+        from .llm import LLMError
         from .tables import TableError
 
         try:
             return super().invoke(ctx)
-        except (ConfigError, DatasetError, TableError, FileNotFoundError, ValueError, OSError) as err:
+        except (ConfigError, DatasetError, TableError, LLMError, FileNotFoundError, ValueError, OSError) as err:
             click.echo(f"error: {err}", err=True)
             sys.exit(2)
 
@@ -66,7 +67,7 @@ class _Group(click.Group):
 def main():
     """DisCL: synthetic-to-real curricula from image-guided diffusion.
 
-    Stages, in order: prepare, mine, generate, score, train, eval. Each reads and
+    Stages, in order: prepare, mine, prompts (optional), generate, score, train, eval. Each reads and
     writes one run directory and can be re-run alone. `discl demo` runs them all
     offline on the built-in digits-lt data.
     """
@@ -78,10 +79,6 @@ def _prepare(run, cfg, echo):
     run_prepare(run, cfg, echo)
 
 
-def _mine(run, cfg, echo, progress):
-    from .stages.mine import run_mine
-
-    run_mine(run, cfg, echo, progress)
 
 
 def _generate(run, cfg, echo, progress):
@@ -90,10 +87,6 @@ def _generate(run, cfg, echo, progress):
     run_generate(run, cfg, echo, progress)
 
 
-def _score(run, cfg, echo, progress):
-    from .stages.score import run_score
-
-    run_score(run, cfg, echo, progress)
 
 
 def _train(run, cfg, echo, progress):
@@ -109,9 +102,7 @@ def _eval(run, cfg, echo):
 
 
 _stage("prepare", "Build the dataset tables (dataset.parquet, classes.parquet, skipped.parquet).", False)(_prepare)
-_stage("mine", "Train the base classifier and flag hard samples (hard.parquet).")(_mine)
 _stage("generate", "Make the spectrum of synthetic images for every hard sample (synthetic/, synthetic.parquet).")(_generate)
-_stage("score", "CLIP image-image and image-text similarity and the filter (scores.parquet).")(_score)
 _stage("train", "Train the task classifier for each method in train.methods (train/<method>/).")(_train)
 _stage("eval", "Top-1 accuracy overall / many / medium / few on the test split (metrics.parquet).", False)(_eval)
 
@@ -128,6 +119,48 @@ def report(run_dir, out, max_grids, method, baseline):
 
     path = build_report(RunDir(run_dir), out, ReportOptions(max_grids=max_grids, method=method, baseline=baseline))
     click.echo(f"report: {path}")
+
+
+@main.command("mine")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--hard-csv", type=click.Path(dir_okay=False, path_type=Path),
+              help="Import the hard samples from a reference CSV (ImageNet-LT or iWildCam format) instead of mining.")
+@click.option("--folds", type=int, help="Out-of-fold predictions from this many base models (same as --set mine.folds=K).")
+@_options
+def mine(run_dir, config_file, overrides, no_progress, hard_csv, folds):
+    """Flag hard samples with a base model (trained here, or mine.base_weights) by mine.rules (hard.parquet)."""
+    from .stages.mine import run_mine
+
+    extra = ([f"mine.hard_csv={hard_csv.resolve()}"] if hard_csv else []) + ([f"mine.folds={folds}"] if folds is not None else [])
+    run, cfg = _setup(run_dir, config_file, (*overrides, *extra))
+    run_mine(run, cfg, click.echo, not no_progress)
+
+
+@main.command("score")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--rescore", is_flag=True,
+              help="Apply the current filters to the saved embeddings only; never load a model (fails if any is missing).")
+@_options
+def score(run_dir, config_file, overrides, no_progress, rescore):
+    """CLIP image-image and image-text similarity and the filters (scores.parquet, score_summary.parquet)."""
+    from .stages.score import run_score
+
+    run, cfg = _setup(run_dir, config_file, overrides)
+    run_score(run, cfg, click.echo, not no_progress, rescore=rescore)
+
+
+@main.command("prompts")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--llm/--no-llm", default=None, help="Ask the chat endpoint in prompts.* for descriptions (default: prompts.llm).")
+@_options
+def prompts(run_dir, config_file, overrides, no_progress, llm):
+    """Prompt templates per dataset, and optional LLM descriptions per class (cached in prompts.json)."""
+    from .stages.prompts import run_prompts
+
+    run, cfg = _setup(run_dir, config_file, overrides)
+    if llm is not None:
+        cfg.prompts.llm = llm
+    run_prompts(run, cfg, click.echo)
 
 
 @main.command("demo")

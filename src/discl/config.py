@@ -51,10 +51,25 @@ class ClassifierConfig:
 
 @dataclass
 class MineConfig:
-    # Any of: "few_shot" (class in the few bucket), "low_true_prob" (p(true class) < threshold),
-    # "misclassified". A sample is hard when any listed rule fires.
+    # Any of: "few_shot" (class with few training images), "low_true_prob" (p(true class) <
+    # prob_threshold), "misclassified", "hardest_k" (the hardest_k images of each class with the
+    # lowest p(true class)). A sample is hard when any listed rule fires.
     rules: list[str] = field(default_factory=lambda: ["few_shot", "low_true_prob"])
     prob_threshold: float = 0.5
+    # few_shot: classes with fewer than this many training images (ImageNet-LT: 20). None: the
+    # dataset's "few" bucket (data.few_below), which the demo's digits-lt scales to its size.
+    few_shot_below: int | None = None
+    hardest_k: int = 5
+    # >= 2: out-of-fold predictions: k base models, each judging only the images it did not train on.
+    folds: int = 1
+    # A base model not trained here: timm name base.model + this local weights file
+    # (.safetensors, or a torch state dict loaded with weights_only=True), for the dataset's classes.
+    base_weights: str | None = None
+    base_image_size: int | None = None  # input size of that model (None: its timm default, else data.image_size)
+    # Import the reference's hard-sample CSV (ImageNet-LT or iWildCam format) instead of the rules;
+    # its file paths are resolved against hard_csv_root (default: the CSV's folder).
+    hard_csv: str | None = None
+    hard_csv_root: str | None = None
     base: ClassifierConfig = field(default_factory=ClassifierConfig)
 
 
@@ -82,19 +97,59 @@ class GeneratorConfig:
 
 @dataclass
 class ScorerConfig:
-    # "tiny-clip": a small open_clip model trained contrastively in-process.
+    # "tiny-clip": a small open_clip model trained contrastively in-process (the demo).
+    # "open_clip" / "transformers" / "auto": a CLIP made by discl.scoring.factory.create_scorer
+    # from `model` (+ `pretrained`), e.g. model "ViT-B-32", pretrained "openai" or a local checkpoint;
+    # or model "openai/clip-vit-base-patch32" (the paper's scorer) or a local save_pretrained folder.
     backend: str = "tiny-clip"
+    model: str | None = None
+    pretrained: str | None = None
+    device: str = "auto"  # auto | cpu | cuda | cuda:1 ...
+    precision: str = "fp32"  # fp32 | fp16 (GPU) | bf16
+    # Side of the square the image files are read at (resize + centre crop); None: data.image_size
+    # for tiny-clip, the model's input size otherwise.
+    image_size: int | None = None
+    # "caption": every image is compared with its class caption (caption_template);
+    # "prompt": with the prompt that generated it (each distinct prompt embedded once).
+    text_source: str = "caption"
     caption_template: str = "a photo of the digit {name}"
     # Keep a synthetic image when cos(image, class caption) >= text_threshold and
     # cos(image, source) >= image_threshold. 0.55 suits the demo's tiny CLIP (about 95% of
     # real images pass); with OpenAI CLIP the paper used 0.25 (iWildCam) and 0.3 (ImageNet-LT).
     text_threshold: float = 0.55
-    image_threshold: float = 0.0
+    image_threshold: float | None = 0.0
+    image_max: float | None = None  # with image_threshold: keep image_sim within a band
+    # ALIA-style filter with the base model from `discl mine`: drop images it assigns to another
+    # class with p >= confident_wrong, and/or images whose true class has p >= too_easy.
+    confident_wrong: float | None = None
+    too_easy: float | None = None
+    max_per_class: int | None = None  # keep at most this many per (class, level), highest text_sim first
     batch_size: int = 256
     train_steps: int = 600
     train_batch_size: int = 128
     train_lr: float = 1e-3
     train_seed: int = 0
+
+
+@dataclass
+class PromptsConfig:
+    """`discl prompts`: a template per dataset, optionally LLM-written descriptions per class."""
+
+    dataset: str = "generic"  # template preset: generic | iwildcam | imagenet-lt | digits-lt
+    template: str | None = None  # overrides the preset; "{name}" / "{description}"
+    llm: bool = False  # ask an OpenAI-compatible chat endpoint for descriptions
+    base_url: str = "https://api.openai.com/v1"  # or a local server, e.g. http://127.0.0.1:8000/v1
+    model: str = "gpt-4o-mini"
+    api_key_env: str | None = "OPENAI_API_KEY"  # the key is read from this variable; null: no key
+    n_descriptions: int = 10
+    min_words: int = 15
+    temperature: float = 1.0
+    attempts: int = 3  # replies per class that may fail validation before giving up on it
+    timeout_s: float = 60.0
+    max_retries: int = 4  # per request, on timeouts, connection errors, 429 and 5xx
+    backoff_s: float = 1.0  # doubled after each retry (capped at 30 s); Retry-After is honoured
+    on_error: str = "fallback"  # fallback: classes without descriptions use the template; error: stop
+    output: str = "prompts.json"  # relative to the run directory
 
 
 @dataclass
@@ -115,6 +170,7 @@ class RunConfig:
     generate: GeneratorConfig = field(default_factory=GeneratorConfig)
     score: ScorerConfig = field(default_factory=ScorerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    prompts: PromptsConfig = field(default_factory=PromptsConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

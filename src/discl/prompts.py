@@ -47,3 +47,66 @@ class PromptBank:
             if not isinstance(options, list) or not options or not all(isinstance(o, str) and o.strip() for o in options):
                 raise PromptError(f"{path}: class {name!r} needs a non-empty list of non-empty strings")
         return cls(template=template, descriptions=data)
+
+
+# Templates per dataset. "{name}" is the class name, "{description}" one of its descriptions
+# (the class name itself when it has none).
+TEMPLATES = {
+    "generic": "a photo of {name}",
+    "iwildcam": "a photo of {name} in the wild",
+    "imagenet-lt": "a 8k real photo: {description}",
+    "digits-lt": "a photo of the digit {name}",
+}
+
+
+def template_for(dataset: str, template: str | None = None) -> str:
+    if template:
+        return template
+    if dataset not in TEMPLATES:
+        raise PromptError(f"no prompt template for dataset {dataset!r}; known: {sorted(TEMPLATES)} (or set prompts.template)")
+    return TEMPLATES[dataset]
+
+
+def description_request(class_name: str, n: int, min_words: int) -> list[dict]:
+    """The chat messages asking for ``n`` scene descriptions of one class."""
+    return [
+        {"role": "system", "content": "You write varied, concrete descriptions of photographs for an image generator."},
+        {"role": "user", "content": (
+            f"Write {n} different descriptions of realistic photos that show a {class_name}. Each description must "
+            f"have at least {min_words} words, describe a different scene (place, light, viewpoint, action), and "
+            f"contain no other animal or object class that could be confused with it. "
+            f"Reply with only a JSON array of {n} strings."
+        )},
+    ]
+
+
+def parse_descriptions(text: str) -> list[str]:
+    """A JSON array of strings (possibly inside a ``` fence or an object), else one per non-empty line."""
+    body = text.strip()
+    if body.startswith("```"):
+        body = body.split("\n", 1)[1] if "\n" in body else ""
+        body = body.rsplit("```", 1)[0]
+    start, end = body.find("["), body.rfind("]")
+    if start != -1 and end > start:
+        try:
+            data = json.loads(body[start : end + 1])
+            if isinstance(data, list):
+                return [str(x) for x in data if isinstance(x, (str, int, float))]
+        except json.JSONDecodeError:
+            pass
+    lines = [line.strip().lstrip("-*0123456789.) ").strip().strip('"') for line in body.splitlines()]
+    return [line for line in lines if line]
+
+
+def validate_descriptions(options: list[str], n: int, min_words: int) -> tuple[list[str], str]:
+    """The first ``n`` distinct descriptions of at least ``min_words`` words, and "" ; or [] and why not."""
+    seen, kept = set(), []
+    for option in options:
+        clean = " ".join(str(option).split())
+        key = clean.lower().rstrip(".")
+        if len(clean.split()) >= min_words and key not in seen:
+            seen.add(key)
+            kept.append(clean)
+    if len(kept) < n:
+        return [], f"{len(kept)} distinct descriptions of >= {min_words} words, {n} wanted"
+    return kept[:n], ""

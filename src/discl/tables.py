@@ -75,8 +75,31 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("image_guidance", pa.int32()),
             ("text_sim", pa.float32()),  # cosine(image, caption of its class)
             ("image_sim", pa.float32()),  # cosine(image, its real source image)
+            ("base_p_true", pa.float32()),  # base model's p(true class) on the image; NaN when not computed
+            ("base_pred", pa.int32()),  # base model's top-1 class; -1 when not computed
+            ("base_p_pred", pa.float32()),  # base model's p(top-1 class); NaN when not computed
             ("kept", pa.bool_()),
-            ("drop_reason", pa.string()),  # "" when kept
+            ("drop_reason", pa.string()),  # "" when kept; else the filters that dropped it, joined by "+"
+        ]
+    ),
+    # One row per (class, image-guidance level): what the score filter did there.
+    "score_summary": pa.schema(
+        [
+            ("label", pa.int32()),
+            ("class_name", pa.string()),
+            ("image_guidance", pa.int32()),
+            ("strength", pa.float32()),
+            ("generated", pa.int32()),
+            ("kept", pa.int32()),
+            ("dropped_text", pa.int32()),  # an image dropped by several rules counts under each
+            ("dropped_image", pa.int32()),
+            ("dropped_confident_wrong", pa.int32()),
+            ("dropped_too_easy", pa.int32()),
+            ("dropped_cap", pa.int32()),
+            ("mean_text_sim", pa.float32()),
+            ("mean_image_sim", pa.float32()),
+            ("mean_text_sim_kept", pa.float32()),  # NaN when none kept
+            ("mean_image_sim_kept", pa.float32()),
         ]
     ),
     # One row per training epoch of one method.

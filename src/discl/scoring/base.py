@@ -6,7 +6,10 @@ from collections.abc import Sequence
 from typing import Protocol
 
 import torch
-import torch.nn.functional as F
+
+from .preprocess import OPENAI_MEAN, OPENAI_STD, TensorPreprocess
+
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 class Scorer(Protocol):
@@ -21,31 +24,53 @@ class Scorer(Protocol):
         ...
 
 
+def resolve_device(device: str | None) -> torch.device:
+    if device in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown scorer precision {precision!r}; known: {list(PRECISIONS)}")
+    if precision == "fp16" and device.type == "cpu":
+        raise ValueError("scorer precision fp16 needs a GPU (score.device); use fp32 or bf16 on CPU")
+    return PRECISIONS[precision]
+
+
+def _normalise(x: torch.Tensor) -> torch.Tensor:
+    # Normalise in fp32 so half-precision models still give unit vectors.
+    x = x.float()
+    return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
 class OpenClipScorer:
-    """Any open_clip model. Preprocessing is done on batched tensors (resize + normalise),
+    """Any open_clip model. Preprocessing is done on batched tensors (resize + crop + normalise),
     which is much cheaper than PIL transforms image by image."""
 
-    def __init__(self, model: torch.nn.Module, tokenizer, name: str, batch_size: int = 256):
-        self.model = model.eval()
+    def __init__(self, model: torch.nn.Module, tokenizer, name: str, batch_size: int = 256,
+                 device: str | None = "cpu", precision: str = "fp32"):
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(precision, self.device)
+        self.model = model.eval().to(self.device, self.dtype)
         self.tokenizer = tokenizer
         self.name = name
         self.batch_size = batch_size
         cfg = getattr(model.visual, "preprocess_cfg", {}) or {}
         size = cfg.get("size", getattr(model.visual, "image_size", 224))
-        self.image_size = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
-        self.mean = torch.tensor(cfg.get("mean", (0.48145466, 0.4578275, 0.40821073))).view(1, 3, 1, 1)
-        self.std = torch.tensor(cfg.get("std", (0.26862954, 0.26130258, 0.27577711))).view(1, 3, 1, 1)
+        self.transform = TensorPreprocess(
+            size, cfg.get("mean", OPENAI_MEAN), cfg.get("std", OPENAI_STD),
+            "squash" if cfg.get("resize_mode") == "squash" else "shortest", cfg.get("interpolation", "bicubic"),
+        )
+        self.image_size = self.transform.size
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.float() / 255.0
-        if tuple(x.shape[-2:]) != self.image_size:
-            x = F.interpolate(x, size=self.image_size, mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
-        return (x - self.mean) / self.std
+        return self.transform(images, self.device, self.dtype)
 
     @torch.no_grad()
     def embed_images(self, images: torch.Tensor) -> torch.Tensor:
         out = [
-            self.model.encode_image(self.preprocess(images[i : i + self.batch_size]), normalize=True)
+            _normalise(self.model.encode_image(self.preprocess(images[i : i + self.batch_size]))).cpu()
             for i in range(0, len(images), self.batch_size)
         ]
         return torch.cat(out) if out else torch.zeros((0, 0))
@@ -54,7 +79,7 @@ class OpenClipScorer:
     def embed_texts(self, texts: Sequence[str]) -> torch.Tensor:
         texts = list(texts)
         out = [
-            self.model.encode_text(self.tokenizer(texts[i : i + self.batch_size]), normalize=True)
+            _normalise(self.model.encode_text(self.tokenizer(texts[i : i + self.batch_size]).to(self.device))).cpu()
             for i in range(0, len(texts), self.batch_size)
         ]
         return torch.cat(out) if out else torch.zeros((0, 0))

@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .filters import ImageSimInBand, TextSimAtLeast, apply_filters
+
 
 def similarity_table(
     synthetic: pd.DataFrame,
@@ -25,19 +27,4 @@ def similarity_table(
 
 def apply_thresholds(scores: pd.DataFrame, text_threshold: float, image_threshold: float) -> pd.DataFrame:
     """Mark each image kept or dropped, naming every rule it failed."""
-    nan = scores["text_sim"].isna() | scores["image_sim"].isna()
-    if nan.any():
-        bad = scores.loc[nan, "synthetic_id"].tolist()[:5]
-        raise ValueError(f"NaN similarity for {int(nan.sum())} synthetic images, e.g. {bad}")
-    reasons = []
-    for text_sim, image_sim in zip(scores["text_sim"], scores["image_sim"]):
-        failed = []
-        if text_sim < text_threshold:
-            failed.append(f"text_sim<{text_threshold:g}")
-        if image_sim < image_threshold:
-            failed.append(f"image_sim<{image_threshold:g}")
-        reasons.append("+".join(failed))
-    out = scores.copy()
-    out["drop_reason"] = reasons
-    out["kept"] = out["drop_reason"] == ""
-    return out
+    return apply_filters(scores, [TextSimAtLeast(text_threshold), ImageSimInBand(image_threshold)])

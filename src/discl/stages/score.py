@@ -1,45 +1,87 @@
-"""Stage `score`: CLIP image-image and image-text similarity of every synthetic image, and the filter."""
+"""Stage `score`: CLIP image-image and image-text similarity of every synthetic image, and the filters.
+
+Every real source image, every text and every synthetic image is embedded once and saved under
+``embeddings/`` (Parquet); a re-run embeds only what is new, and ``--rescore`` applies new
+thresholds from the saved vectors without loading any model."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import asdict
 
+import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from ..config import RunConfig
 from ..data import foundation_rows, load_dataset_tables, load_split
-from ..data.images import load_images
 from ..rundir import RunDir
 from ..scoring.base import Scorer
-from ..scoring.filter import apply_thresholds, similarity_table
+from ..scoring.embeddings import EmbeddingStore
+from ..scoring.factory import BACKENDS, create_scorer
+from ..scoring.filters import apply_filters, filters_from_config
+from ..scoring.loading import read_images
+from ..scoring.summary import score_summary
 from ..scoring.tiny_clip import create_tiny_clip, load_tiny_clip, save_tiny_clip, tiny_clip_config, train_tiny_clip
 from ..tables import read_table, write_table
 from . import cache
 from .common import fingerprint
 
-SCORERS = ("tiny-clip",)
+SCORERS = BACKENDS
+TEXT_SOURCES = ("caption", "prompt")
+CHUNK = 2048  # synthetic images embedded (and saved) per step: the unit of resumption
 
 
 def scorer_dir(run: RunDir):
     return run.models / "clip"
 
 
+def embeddings_dir(run: RunDir):
+    return run.root / "embeddings"
+
+
+def summary_path(run: RunDir):
+    return run.root / "score_summary.parquet"
+
+
 def captions_for(classes: pd.DataFrame, template: str) -> dict[int, str]:
     return {int(label): template.format(name=name) for label, name in zip(classes["label"], classes["class_name"])}
 
 
+def _tiny_settings(run: RunDir, cfg: RunConfig) -> dict:
+    s = cfg.score
+    dataset, _ = load_dataset_tables(run)
+    train_keys = ("caption_template", "train_steps", "train_batch_size", "train_lr", "train_seed")
+    return {k: asdict(s)[k] for k in train_keys} | {"image_size": cfg.data.image_size, "data": fingerprint(foundation_rows(dataset)["sample_id"])}
+
+
+def scorer_key(run: RunDir, cfg: RunConfig) -> str:
+    """What identifies the scorer's vectors; stored embeddings are reused only under the same key."""
+    s = cfg.score
+    ident = {"backend": s.backend, "precision": s.precision, "image_size": s.image_size}
+    if s.backend == "tiny-clip":
+        ident |= {"tiny": _tiny_settings(run, cfg), "image_size": cfg.data.image_size}
+    else:
+        ident |= {"model": s.model, "pretrained": s.pretrained}
+    return hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def ensure_scorer(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True) -> Scorer:
-    """The demo's tiny CLIP, trained on the foundation pool; cached in models/clip."""
+    """The configured scorer. tiny-clip: trained on the foundation pool, cached in models/clip."""
     s = cfg.score
     if s.backend not in SCORERS:
         raise ValueError(f"unknown scorer backend {s.backend!r}; known: {list(SCORERS)}")
-    dataset, classes = load_dataset_tables(run)
-    pool = foundation_rows(dataset)
-    train_keys = ("caption_template", "train_steps", "train_batch_size", "train_lr", "train_seed")
-    settings = {k: asdict(s)[k] for k in train_keys} | {"image_size": cfg.data.image_size, "data": fingerprint(pool["sample_id"])}
+    if s.text_source not in TEXT_SOURCES:
+        raise ValueError(f"unknown score.text_source {s.text_source!r}; known: {list(TEXT_SOURCES)}")
+    if s.backend != "tiny-clip":
+        return create_scorer(s.model, s.pretrained, s.backend, s.batch_size, s.device, s.precision)
+    settings = _tiny_settings(run, cfg)
     folder = scorer_dir(run)
     if cache.is_current(folder, settings):
         return load_tiny_clip(folder)
+    dataset, classes = load_dataset_tables(run)
+    pool = foundation_rows(dataset)
     echo(f"training the CLIP scorer on {len(pool)} images ({s.train_steps} steps)")
     images, labels = load_split(run, pool, cfg.data.image_size)
     captions = captions_for(classes, s.caption_template)
@@ -51,28 +93,128 @@ def ensure_scorer(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True
     return scorer
 
 
-def run_score(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True) -> pd.DataFrame:
-    s = cfg.score
-    synthetic = read_table(run.synthetic, "synthetic")
-    hard = read_table(run.hard, "hard")
-    _, classes = load_dataset_tables(run)
-    missing = [p for p in synthetic["path"] if not run.resolve(p).exists()]
+def check_inputs(run: RunDir, synthetic: pd.DataFrame, hard: pd.DataFrame, classes: pd.DataFrame) -> None:
+    unknown = ~synthetic["label"].isin(classes["label"])
+    if unknown.any():
+        row = synthetic[unknown].iloc[0]
+        raise ValueError(f"{run.synthetic}: synthetic image {row.synthetic_id!r} has label {row.label}, which is not in {run.classes}")
+    orphan = ~synthetic["source_id"].isin(hard["sample_id"])
+    if orphan.any():
+        row = synthetic[orphan].iloc[0]
+        raise ValueError(f"{run.synthetic}: synthetic image {row.synthetic_id!r} comes from source {row.source_id!r}, which is not in {run.hard}")
+
+
+def texts_for(synthetic: pd.DataFrame, classes: pd.DataFrame, cfg: RunConfig) -> list[str]:
+    if cfg.score.text_source == "prompt":
+        return synthetic["prompt"].astype(str).tolist()
+    captions = captions_for(classes, cfg.score.caption_template)
+    return [captions[int(k)] for k in synthetic["label"]]
+
+
+def _image_size(scorer, cfg: RunConfig) -> int:
+    if cfg.score.image_size:
+        return int(cfg.score.image_size)
+    if cfg.score.backend == "tiny-clip":
+        return cfg.data.image_size
+    return int(max(scorer.transform.size))
+
+
+def embed_missing(run: RunDir, cfg: RunConfig, store: EmbeddingStore, sources: pd.DataFrame, synthetic: pd.DataFrame,
+                  texts: list[str], rescore: bool, echo=print, progress: bool = True) -> None:
+    """Embed what the store lacks: each source, each distinct text, each synthetic image, once."""
+    todo = {
+        "source": store.missing("source", sources["sample_id"].tolist()),
+        "text": store.missing("text", texts),
+        "synthetic": store.missing("synthetic", synthetic["synthetic_id"].tolist()),
+    }
+    if not any(todo.values()):
+        return
+    if rescore:
+        counts = ", ".join(f"{len(v)} {k}" for k, v in todo.items() if v)
+        raise ValueError(f"--rescore needs saved embeddings, but {counts} embeddings are missing in {store.folder}; run `discl score` without --rescore")
+    path_of = dict(zip(synthetic["synthetic_id"], synthetic["path"]))
+    missing = [path_of[i] for i in todo["synthetic"] if not run.resolve(path_of[i]).exists()]
     if missing:
         raise FileNotFoundError(f"{len(missing)} synthetic images listed in {run.synthetic} are missing, e.g. {missing[0]}; rerun `discl generate`")
+    source_path = dict(zip(sources["sample_id"], sources["path"]))
+    gone = [source_path[i] for i in todo["source"] if not run.resolve(source_path[i]).exists()]
+    if gone:
+        raise FileNotFoundError(f"{len(gone)} source images listed in {run.hard} are missing, e.g. {gone[0]}")
+
     scorer = ensure_scorer(run, cfg, echo, progress)
+    size = _image_size(scorer, cfg)
+    if todo["text"]:
+        store.add("text", todo["text"], scorer.embed_texts(todo["text"]).numpy())
+    for kind, ids, paths in (("source", todo["source"], source_path), ("synthetic", todo["synthetic"], path_of)):
+        bar = tqdm(total=len(ids), desc=f"embed {kind}", disable=not progress, leave=False)
+        for i in range(0, len(ids), CHUNK):
+            chunk = ids[i : i + CHUNK]
+            images = read_images([run.resolve(paths[k]) for k in chunk], size)
+            store.add(kind, chunk, scorer.embed_images(images).numpy())
+            bar.update(len(chunk))
+        bar.close()
 
-    # Each real source and each caption is embedded once; synthetic images in batches.
-    source_images, _ = load_split(run, hard, cfg.data.image_size)
-    source_embeddings = dict(zip(hard["sample_id"], scorer.embed_images(source_images)))
-    captions = captions_for(classes, s.caption_template)
-    caption_embeddings = dict(zip(captions, scorer.embed_texts(list(captions.values()))))
-    synthetic_images = load_images([run.resolve(p) for p in synthetic["path"]], cfg.data.image_size)
-    image_embeddings = scorer.embed_images(synthetic_images)
 
-    scores = apply_thresholds(
-        similarity_table(synthetic, image_embeddings, source_embeddings, caption_embeddings), s.text_threshold, s.image_threshold
-    )
+def base_predictions(run: RunDir, cfg: RunConfig, synthetic: pd.DataFrame, rescore: bool, progress: bool = True) -> np.ndarray:
+    """The base model's class probabilities for every synthetic image (N, C), saved like embeddings."""
+    from .mine import load_judge
+
+    key = load_judge(run, cfg, load=False).key
+    store = EmbeddingStore(embeddings_dir(run) / "base", key, echo=lambda *_: None)
+    todo = store.missing("synthetic", synthetic["synthetic_id"].tolist())
+    if todo and rescore:
+        raise ValueError(f"--rescore needs saved base-model predictions, but {len(todo)} are missing; run `discl score` without --rescore")
+    judge = load_judge(run, cfg) if todo else None
+    path_of = dict(zip(synthetic["synthetic_id"], synthetic["path"]))
+    for i in tqdm(range(0, len(todo), CHUNK), desc="base model", disable=not progress, leave=False):
+        chunk = todo[i : i + CHUNK]
+        images = read_images([run.resolve(path_of[k]) for k in chunk], judge.image_size)
+        store.add("synthetic", chunk, judge.predict_proba(images).numpy())
+    return store.lookup("synthetic", synthetic["synthetic_id"].tolist())
+
+
+def similarity_frame(synthetic: pd.DataFrame, store: EmbeddingStore, texts: list[str]) -> pd.DataFrame:
+    images = store.lookup("synthetic", synthetic["synthetic_id"].tolist())
+    out = synthetic[["synthetic_id", "source_id", "label", "image_guidance"]].reset_index(drop=True)
+    out["text_sim"] = np.einsum("nd,nd->n", images, store.lookup("text", texts)).astype(np.float32)
+    out["image_sim"] = np.einsum("nd,nd->n", images, store.lookup("source", synthetic["source_id"].tolist())).astype(np.float32)
+    return out
+
+
+def run_score(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True, rescore: bool = False) -> pd.DataFrame:
+    s = cfg.score
+    # 1. Inputs and filters (bad settings fail before any work).
+    synthetic = read_table(run.synthetic, "synthetic").reset_index(drop=True)
+    hard = read_table(run.hard, "hard")
+    _, classes = load_dataset_tables(run)
+    check_inputs(run, synthetic, hard, classes)
+    if s.text_source not in TEXT_SOURCES:
+        raise ValueError(f"unknown score.text_source {s.text_source!r}; known: {list(TEXT_SOURCES)}")
+    rules, cap = filters_from_config(s)
+    texts = texts_for(synthetic, classes, cfg)
+    sources = hard[hard["sample_id"].isin(set(synthetic["source_id"]))].drop_duplicates("sample_id")
+
+    # 2. Embed what is not saved yet (nothing on --rescore), then similarities from the saved vectors.
+    store = EmbeddingStore(embeddings_dir(run) / "clip", scorer_key(run, cfg), echo)
+    embed_missing(run, cfg, store, sources, synthetic, texts, rescore, echo, progress)
+    scores = similarity_frame(synthetic, store, texts)
+
+    # 3. Base-model predictions, only when the confidence filter asks for them.
+    scores["base_p_true"], scores["base_pred"], scores["base_p_pred"] = np.nan, -1, np.nan
+    if s.confident_wrong is not None or s.too_easy is not None:
+        probs = base_predictions(run, cfg, synthetic, rescore, progress)
+        labels = synthetic["label"].to_numpy()
+        if labels.max() >= probs.shape[1]:
+            raise ValueError(f"the base model knows {probs.shape[1]} classes but synthetic images have label {labels.max()}")
+        scores["base_p_true"] = probs[np.arange(len(labels)), labels]
+        scores["base_pred"] = probs.argmax(1)
+        scores["base_p_pred"] = probs.max(1)
+
+    # 4. Filters, the scores table and the summary per class and level.
+    scores = apply_filters(scores, rules, cap)
     write_table(scores, run.scores, "scores")
+    summary = score_summary(scores, dict(zip(classes["label"].astype(int), classes["class_name"])))
+    write_table(summary, summary_path(run), "score_summary")
     echo(f"score: kept {int(scores['kept'].sum())} of {len(scores)} synthetic images "
-         f"(text_sim >= {s.text_threshold:g}, image_sim >= {s.image_threshold:g})")
+         f"(text_sim >= {s.text_threshold:g}" + (f", image_sim >= {s.image_threshold:g}" if s.image_threshold is not None else "") + ")")
     return scores

@@ -1,0 +1,136 @@
+"""Hard-sample rules, out-of-fold folds, and base models loaded from a timm name + local weights."""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .config import MineConfig
+
+RULES = ("few_shot", "low_true_prob", "misclassified", "hardest_k")
+
+
+def hardest_per_class(p_true: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
+    """True for the k images of each class with the lowest p(true class) (ties: earlier index first)."""
+    out = torch.zeros(len(labels), dtype=torch.bool)
+    for c in labels.unique():
+        idx = torch.nonzero(labels == c).squeeze(1)
+        order = np.lexsort((idx.numpy(), p_true[idx].numpy()))  # by p_true, then index
+        out[idx[torch.from_numpy(order[:k])]] = True
+    return out
+
+
+def hard_rules(p_true: torch.Tensor, pred: torch.Tensor, labels: torch.Tensor, few: torch.Tensor, cfg: MineConfig) -> list[str]:
+    """For each sample, the rules that flag it as hard, joined by "+" ("" = not hard)."""
+    unknown = sorted(set(cfg.rules) - set(RULES))
+    if unknown:
+        raise ValueError(f"unknown mining rule {unknown[0]!r}; known: {list(RULES)}")
+    fired = {
+        "few_shot": few,
+        "low_true_prob": p_true < cfg.prob_threshold,
+        "misclassified": pred != labels,
+    }
+    if "hardest_k" in cfg.rules:
+        if cfg.hardest_k < 1:
+            raise ValueError(f"mine.hardest_k must be >= 1, got {cfg.hardest_k}")
+        fired["hardest_k"] = hardest_per_class(p_true, labels, cfg.hardest_k)
+    return ["+".join(r for r in cfg.rules if fired[r][i]) for i in range(len(labels))]
+
+
+def few_shot_mask(labels: np.ndarray, class_counts: dict[int, int], buckets: dict[int, str], below: int | None) -> np.ndarray:
+    if below is None:
+        return np.array([buckets[int(y)] == "few" for y in labels], dtype=bool)
+    return np.array([class_counts[int(y)] < below for y in labels], dtype=bool)
+
+
+def fold_ids(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """Fold index of each image, stratified by class, fixed by ``seed``."""
+    from sklearn.model_selection import StratifiedKFold
+
+    if folds < 2:
+        raise ValueError(f"out-of-fold predictions need mine.folds >= 2, got {folds}")
+    out = np.zeros(len(labels), dtype=np.int64)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The least populated class")
+        split = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+        for k, (_, held_out) in enumerate(split.split(np.zeros(len(labels)), labels)):
+            out[held_out] = k
+    return out
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """safetensors, or a torch checkpoint read with weights_only=True (tensors only, nothing unpickled)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"base model weights {path} not found")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any failure here means "not a plain state dict"
+        raise ValueError(f"cannot read {path} as a state dict with weights_only=True: {err}") from err
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class Judge:
+    """A base model that gives class probabilities for uint8 images."""
+
+    model: torch.nn.Module | None  # None: only the key is known (nothing loaded)
+    key: str  # identifies the model, so saved predictions are reused only with it
+    image_size: int
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)  # (0.5, 0.5): the [-1, 1] input of models trained here
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+
+    @torch.no_grad()
+    def predict_proba(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        self.model.eval()
+        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
+        std = torch.tensor(self.std).view(1, 3, 1, 1)
+        out = []
+        for i in range(0, len(images), batch_size):
+            x = images[i : i + batch_size].float() / 255.0
+            if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
+                x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", antialias=True, align_corners=False)
+            out.append(self.model((x - mean) / std).softmax(-1))
+        return torch.cat(out) if out else torch.zeros((0, 0))
+
+
+def load_timm_judge(name: str, weights: Path, num_classes: int, image_size: int | None, fallback_size: int) -> Judge:
+    import timm
+
+    model = timm.create_model(name, pretrained=False, num_classes=num_classes)
+    state = read_state_dict(weights)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise ValueError(f"{weights} does not fit timm model {name!r} with {num_classes} classes: {str(err).splitlines()[0]} "
+                         f"{str(err).splitlines()[1] if len(str(err).splitlines()) > 1 else ''}".strip()) from err
+    data = timm.data.resolve_data_config({}, model=model)
+    size = image_size or (data["input_size"][-1] if data.get("input_size") else fallback_size)
+    return Judge(model.eval(), timm_judge_key(name, weights, image_size), int(size), tuple(data["mean"]), tuple(data["std"]))
+
+
+def timm_judge_key(name: str, weights: Path, image_size: int | None) -> str:
+    return f"timm:{name}:{file_digest(Path(weights))}:{image_size}"

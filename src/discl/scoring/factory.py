@@ -1,0 +1,76 @@
+"""``create_scorer``: a CLIP scorer from a name, a hub id or a local path.
+
+- ``"ViT-B-32/openai"`` or ``("ViT-B-32", pretrained="openai")``: open_clip, model name + pretrained tag;
+  ``pretrained`` may also be a local checkpoint file (``.pt``/``.bin``/``.safetensors``).
+- ``"openai/clip-vit-base-patch32"`` or ``"hf:<id>"``: transformers ``CLIPModel`` from the hub.
+- a local folder with ``config.json``: transformers ``CLIPModel.save_pretrained`` output.
+- a local folder with ``discl-tiny-clip.json``: the demo's tiny CLIP (see ``tiny_clip.py``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+BACKENDS = ("auto", "open_clip", "transformers", "tiny-clip")
+
+
+def _open_clip_names() -> set[str]:
+    import open_clip
+
+    return set(open_clip.list_models())
+
+
+def create_scorer(name_or_path: str, pretrained: str | None = None, backend: str = "auto",
+                  batch_size: int = 256, device: str | None = "cpu", precision: str = "fp32"):
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown scorer backend {backend!r}; known: {list(BACKENDS)}")
+    if not name_or_path:
+        raise ValueError("no scorer model given (score.model)")
+    opts = {"batch_size": batch_size, "device": device, "precision": precision}
+    path = Path(name_or_path)
+    if backend in ("auto", "tiny-clip") and path.is_dir() and (path / "discl-tiny-clip.json").exists():
+        from .tiny_clip import load_tiny_clip
+
+        scorer = load_tiny_clip(path)
+        return _rewrap_open_clip(scorer, **opts)
+    if backend == "transformers" or (backend == "auto" and (str(name_or_path).startswith("hf:") or (path.is_dir() and (path / "config.json").exists()))):
+        from .transformers_backend import load_transformers_clip
+
+        return load_transformers_clip(str(name_or_path).removeprefix("hf:"), **opts)
+    model_name, tag = _split_open_clip(str(name_or_path), pretrained)
+    if model_name in _open_clip_names() or backend == "open_clip":
+        return load_open_clip(model_name, tag, **opts)
+    if backend == "auto" and "/" in str(name_or_path) and not path.exists():
+        from .transformers_backend import load_transformers_clip
+
+        return load_transformers_clip(str(name_or_path), **opts)
+    raise ValueError(
+        f"cannot make a scorer from {name_or_path!r}: not an open_clip model name (e.g. 'ViT-B-32/openai'), "
+        "a transformers hub id (e.g. 'openai/clip-vit-base-patch32') or a folder with a saved model"
+    )
+
+
+def _split_open_clip(name: str, pretrained: str | None) -> tuple[str, str | None]:
+    if pretrained is None and "/" in name:
+        head, tail = name.split("/", 1)
+        if head in _open_clip_names():
+            return head, tail
+    return name, pretrained
+
+
+def load_open_clip(model_name: str, pretrained: str | None, **opts):
+    import open_clip
+
+    from .base import OpenClipScorer
+
+    if pretrained and Path(pretrained).suffix in (".pt", ".pth", ".bin", ".safetensors") and not Path(pretrained).exists():
+        raise FileNotFoundError(f"open_clip checkpoint {pretrained} not found")
+    # weights_only=True: a checkpoint file is read as tensors, never unpickled into objects.
+    model = open_clip.create_model(model_name, pretrained=pretrained, weights_only=True)
+    return OpenClipScorer(model, open_clip.get_tokenizer(model_name), f"{model_name}/{pretrained}" if pretrained else model_name, **opts)
+
+
+def _rewrap_open_clip(scorer, **opts):
+    from .base import OpenClipScorer
+
+    return OpenClipScorer(scorer.model, scorer.tokenizer, scorer.name, **opts)
