@@ -71,6 +71,6 @@ class PartStore:
 def done_rows(run: RunDir, plan: pd.DataFrame, committed: pd.DataFrame) -> pd.DataFrame:
     """Committed rows of ``plan`` (same id and generator) whose image file is on disk, in plan order."""
     keys = plan[["synthetic_id", "generator"]]
-    rows = keys.merge(committed, on=["synthetic_id", "generator"], how="inner")
+    rows = keys.merge(committed, on=["synthetic_id", "generator"], how="inner")[list(committed.columns)]
     present = rows["path"].map(lambda p: run.resolve(p).exists()).astype(bool)
     return rows[present].reset_index(drop=True)

@@ -142,7 +142,10 @@ def run_generate(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True,
     if dry_run:
         echo(describe_work(cfg, hard, plan, mine, todo, (index, count)))
         return todo
-    # 3. make them
+    # 3. make them (a temp file left by a killed write is this shard's own: remove it)
+    for path in todo["path"]:
+        target = run.resolve(path)
+        target.with_name(f".{target.name}.tmp").unlink(missing_ok=True)
     if len(todo):
         paths = {sid: run.resolve(p) for sid, p in zip(hard["sample_id"], hard["path"])}
         size = source_size(cfg)
