@@ -57,12 +57,14 @@ def run_plan_ray(run, todo: pd.DataFrame, config: dict, source_paths: dict, sour
         ctx.enable_progress_bars = progress
         # One strength per batch as far as possible: sort so each strength's rows are contiguous.
         ordered = todo.sort_values(["strength", "text_guidance", "source_id", "seed"], kind="stable").reset_index(drop=True)
-        ds = ray.data.from_pandas(ordered).map_batches(
+        # One block per batch, so every actor gets work (a single block would go to a single actor).
+        blocks = [ordered.iloc[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
+        ds = ray.data.from_pandas(blocks).map_batches(
             GenerateActor,
             fn_constructor_kwargs={"config": config, "run_root": str(run.root), "source_paths": source_paths, "source_size": tuple(source_size)},
             batch_size=batch_size,
             batch_format="pandas",
-            concurrency=workers,
+            compute=ray.data.ActorPoolStrategy(size=workers),
             **({"num_gpus": gpus_per_worker} if gpus_per_worker else {"num_cpus": 1}),
         )
         made = 0

@@ -26,7 +26,8 @@ def parts_root(run: RunDir) -> Path:
 
 def _write_atomic(frame: pd.DataFrame, path: Path) -> None:
     schema = SCHEMAS["synthetic"]
-    table = pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
+    # Without pandas metadata, parts written from Ray's Arrow-backed frames read back as plain pandas types.
+    table = pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False).replace_schema_metadata(None)
     tmp = path.with_name(f".{path.name}.tmp")
     pq.write_table(table, tmp)
     os.replace(tmp, path)

@@ -171,5 +171,6 @@ def run_generate(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True,
     table = plan[["synthetic_id"]].merge(done, on="synthetic_id", how="left")
     write_table(table, run.synthetic, "synthetic")
     write_imagefolder_metadata(run, table)
+    table = read_table(run.synthetic, "synthetic")
     echo(f"generate: {len(table)} synthetic images for {len(hard)} hard samples ({len(todo)} new, {len(mine) - len(todo)} already there)")
     return table
