@@ -227,3 +227,18 @@ def test_regenerate_keeps_the_best_draw_and_records_attempts():
             k = draws.index(best)
             assert row.prompt == bank.prompt("cat", stable_seed(10, "retry", k))
     assert (kept.attempts == 1).any() and (kept.attempts == 4).any()
+
+
+def test_regenerate_in_the_generate_stage(tiny_run, tmp_path, tiny_overrides):
+    """On a copy of the demo run: with a threshold no image can pass, every image gets exactly 1 + tries draws."""
+    import shutil
+
+    run = RunDir(tmp_path / "run")
+    shutil.copytree(tiny_run[0].root, run.root)
+    cfg = load_config(None, None, tiny_overrides + ["generate.seeds=[77]", "generate.strengths=[0.5]", "generate.regenerate=true",
+                                                    "generate.regenerate_threshold=2.0", "generate.regenerate_tries=1"])
+    table = run_generate(run, cfg, echo=lambda *_: None, progress=False)
+    hard = pd.read_parquet(run.hard)
+    assert len(table) == len(hard) and (table.attempts == 2).all()
+    assert table.gen_text_sim.between(-1.0001, 1.0001).all()
+    assert all(run.resolve(p).exists() for p in table.path)

@@ -120,8 +120,7 @@ class DiffusersImg2Img:
 
     # step 3: sources, each VAE-encoded once, alone; the posterior is reused for every strength and seed
     @torch.no_grad()
-    def _posterior(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        key = hashlib.sha1(image.numpy().tobytes() + str(tuple(image.shape)).encode()).hexdigest()
+    def _posterior(self, key: str, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if key not in self._posteriors:
             vae = self.pipe.vae
             upcast = vae.config.force_upcast and self.dtype == torch.float16
@@ -136,11 +135,17 @@ class DiffusersImg2Img:
                 self._posteriors.popitem(last=False)
         return self._posteriors[key]
 
-    def _init_latents(self, images: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
+    @staticmethod
+    def _source_key(image: torch.Tensor, size: tuple[int, int]) -> str:
+        """Identifies a source by its uint8 pixels (cheaper to hash than the resized floats) and working size."""
+        return hashlib.sha1(image.contiguous().numpy().tobytes() + repr((tuple(image.shape), size)).encode()).hexdigest()
+
+    def _init_latents(self, sources: torch.Tensor, images: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
         vae = self.pipe.vae
         samples = []
-        for image, gen in zip(images, generators):
-            mean, std = self._posterior(image)
+        size = tuple(images.shape[-2:])
+        for source, image, gen in zip(sources, images, generators):
+            mean, std = self._posterior(self._source_key(source, size), image)
             eps = randn_tensor(mean.shape, generator=gen, device=mean.device, dtype=mean.dtype)
             samples.append(mean + std * eps)
         latents = torch.cat(samples).to(self.dtype)
@@ -224,7 +229,7 @@ class DiffusersImg2Img:
         guided = text_guidance > 1.0  # as the pipelines: no unconditional pass at guidance <= 1
         scheduler = pipe.scheduler.__class__.from_config(pipe.scheduler.config)
         timesteps = self._timesteps(scheduler, strength)
-        latents = self._init_latents(x, generators)
+        latents = self._init_latents(images, x, generators)
         noise = randn_tensor(latents.shape, generator=generators, device=self.device, dtype=self.dtype)
         latents = scheduler.add_noise(latents, noise, timesteps[:1].repeat(len(latents)))
         embeds, added = self._conditioning(prompts, guided, size)
