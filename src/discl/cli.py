@@ -79,16 +79,6 @@ def _prepare(run, cfg, echo):
     run_prepare(run, cfg, echo)
 
 
-
-
-def _generate(run, cfg, echo, progress):
-    from .stages.generate import run_generate
-
-    run_generate(run, cfg, echo, progress)
-
-
-
-
 def _train(run, cfg, echo, progress):
     from .stages.train import run_train
 
@@ -102,7 +92,6 @@ def _eval(run, cfg, echo):
 
 
 _stage("prepare", "Build the dataset tables (dataset.parquet, classes.parquet, skipped.parquet).", False)(_prepare)
-_stage("generate", "Make the spectrum of synthetic images for every hard sample (synthetic/, synthetic.parquet).")(_generate)
 _stage("train", "Train the task classifier for each method in train.methods (train/<method>/).")(_train)
 _stage("eval", "Top-1 accuracy overall / many / medium / few on the test split (metrics.parquet).", False)(_eval)
 
@@ -161,6 +150,22 @@ def prompts(run_dir, config_file, overrides, no_progress, llm):
     if llm is not None:
         cfg.prompts.llm = llm
     run_prompts(run, cfg, click.echo)
+
+
+@main.command("generate")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Print the plan's size and the work left; make nothing.")
+@click.option("--shard", metavar="I/N", help="Make only shard I of N (0-based; stable assignment by source id), for job arrays.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), help="Overrides generate.engine: this process, or Ray Data actors.")
+@_options
+def generate(run_dir, dry_run, shard, engine, config_file, overrides, no_progress):
+    """Make the spectrum of synthetic images for every hard sample (synthetic/, synthetic.parquet)."""
+    from .stages.generate import run_generate
+
+    run, cfg = _setup(run_dir, config_file, overrides)
+    if engine:  # for this invocation only, not saved in config.yaml
+        cfg.generate.engine = engine
+    run_generate(run, cfg, click.echo, not no_progress, dry_run=dry_run, shard=shard)
 
 
 @main.command("demo")

@@ -93,6 +93,30 @@ class GeneratorConfig:
     train_batch_size: int = 128
     train_lr: float = 2e-3
     train_seed: int = 0
+    # "diffusers": any Stable Diffusion 1.x/2.x, SDXL or SDXL-refiner img2img model (docs/generation.md).
+    # model: an alias (sd15, sd21, sdxl, sdxl-refiner), a hub id or a local pipeline folder.
+    model: str | None = None
+    local_files_only: bool = False
+    dtype: str = "fp32"  # fp32 | fp16 | bf16
+    device: str = "cpu"
+    attention: str = "sdpa"  # sdpa | eager
+    cpu_offload: bool = False
+    compile: bool = False  # torch.compile the UNet
+    scheduler: str = "default"  # default (the model's own) | ddim | euler | euler-a | dpm++ | pndm | lms
+    negative_prompt: str = ""
+    resize: list[int] | None = None  # [width, height], rounded to the VAE's multiple, e.g. [480, 270]
+    aesthetic_score: float = 6.0  # SDXL refiner conditioning
+    negative_aesthetic_score: float = 2.5
+    # Scale: "local" or "ray" (Ray Data, one pipeline per actor); ray_address None starts Ray locally.
+    engine: str = "local"
+    ray_address: str | None = None
+    ray_workers: int = 1
+    ray_gpus_per_worker: float = 0.0
+    # Regenerate-until-good: while cos(image, class caption) <= threshold under the score stage's scorer,
+    # draw again with another prompt of the class, up to regenerate_tries more times; keep the best.
+    regenerate: bool = False
+    regenerate_threshold: float = 0.3
+    regenerate_tries: int = 5
 
 
 @dataclass

@@ -64,6 +64,8 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("noise_seed", pa.int64()),  # seed of this image's own torch.Generator
             ("generator", pa.string()),  # generator backend and model
             ("path", pa.string()),  # relative to the run directory
+            ("attempts", pa.int32()),  # draws made (1 unless generate.regenerate is on)
+            ("gen_text_sim", pa.float32()),  # text similarity of the kept draw (NaN unless regenerate is on)
         ]
     ),
     # One row per synthetic image: CLIP similarities and the filter's verdict.

@@ -58,6 +58,8 @@ def plan_spectrum(
                         "noise_seed": stable_seed(source.sample_id, float(strength), int(seed), float(text_guidance), generator_name),
                         "generator": generator_name,
                         "path": f"synthetic/{folder}/g{guidance:03d}_seed{seed}.png",
+                        "attempts": 1,
+                        "gen_text_sim": float("nan"),
                     }
                 )
     return pd.DataFrame(rows)

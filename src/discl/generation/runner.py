@@ -1,6 +1,9 @@
-"""Running a spectrum plan: batches of one strength, each image written atomically, resumable."""
+"""Running a spectrum plan: batches of one strength, each image written atomically, rows committed
+per batch, and a rerun makes only what is missing."""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Mapping
 
 import pandas as pd
 import torch
@@ -9,42 +12,66 @@ from tqdm.auto import tqdm
 from ..data.images import save_png_atomic
 from ..rundir import RunDir
 from .base import Generator
+from .store import PartStore, done_rows
+
+#: (generator, source images, rows, strength, text guidance, first outputs) -> (kept outputs, updated rows)
+Refine = Callable[[Generator, torch.Tensor, pd.DataFrame, float, float, torch.Tensor], tuple[torch.Tensor, pd.DataFrame]]
 
 
-def pending_rows(run: RunDir, plan: pd.DataFrame) -> pd.DataFrame:
-    """Rows whose image is not on disk yet (images are written atomically, so a present file is complete)."""
-    done = plan["path"].map(lambda p: run.resolve(p).exists())
-    return plan[~done]
+def pending_rows(run: RunDir, plan: pd.DataFrame, store: PartStore | None = None) -> pd.DataFrame:
+    """Rows of ``plan`` without a committed row whose image is on disk."""
+    store = store or PartStore(run)
+    done = done_rows(run, plan, store.rows())
+    return plan[~plan["synthetic_id"].isin(done["synthetic_id"])]
+
+
+def batches(todo: pd.DataFrame, batch_size: int):
+    """Groups of one (strength, text guidance), cut into batches; a source's outputs stay together."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    for (strength, text_guidance), group in todo.groupby(["strength", "text_guidance"], sort=True):
+        for start in range(0, len(group), batch_size):
+            yield float(strength), float(text_guidance), group.iloc[start : start + batch_size]
+
+
+def generate_batch(
+    generator: Generator, sources: Mapping[str, torch.Tensor], rows: pd.DataFrame, strength: float,
+    text_guidance: float, refine: Refine | None = None,
+) -> tuple[torch.Tensor, pd.DataFrame]:
+    """One pipeline call for ``rows`` (all of one strength and text guidance)."""
+    images = torch.stack([sources[s] for s in rows["source_id"]])
+    out = generator.img2img(
+        images, rows["label"].tolist(), rows["prompt"].tolist(), strength, text_guidance, rows["noise_seed"].tolist()
+    )
+    if refine is not None:
+        out, rows = refine(generator, images, rows, strength, text_guidance, out)
+    return out, rows
+
+
+def write_images(run: RunDir, rows: pd.DataFrame, images: torch.Tensor) -> None:
+    for path, image in zip(rows["path"], images):
+        save_png_atomic(image.permute(1, 2, 0).numpy(), run.resolve(path))
 
 
 def run_plan(
     run: RunDir,
     plan: pd.DataFrame,
     generator: Generator,
-    sources: dict[str, torch.Tensor],
+    sources: Mapping[str, torch.Tensor],
     batch_size: int,
     progress: bool = True,
+    store: PartStore | None = None,
+    refine: Refine | None = None,
 ) -> int:
     """Make every pending image of ``plan``; ``sources`` maps source_id to its uint8 (3, H, W) image.
-    Returns how many images were made."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    todo = pending_rows(run, plan)
+    Images first, then the batch's rows: a committed row always has its image. Returns how many were made."""
+    store = store or PartStore(run)
+    todo = pending_rows(run, plan, store)
     bar = tqdm(total=len(todo), desc="generate", unit="img", disable=not progress, leave=False)
-    for (strength, text_guidance), group in todo.groupby(["strength", "text_guidance"], sort=True):
-        for start in range(0, len(group), batch_size):
-            batch = group.iloc[start : start + batch_size]
-            images = torch.stack([sources[s] for s in batch["source_id"]])
-            out = generator.img2img(
-                images,
-                batch["label"].tolist(),
-                batch["prompt"].tolist(),
-                float(strength),
-                float(text_guidance),
-                batch["noise_seed"].tolist(),
-            )
-            for path, image in zip(batch["path"], out):
-                save_png_atomic(image.permute(1, 2, 0).numpy(), run.resolve(path))
-            bar.update(len(batch))
+    for strength, text_guidance, batch in batches(todo, batch_size):
+        out, rows = generate_batch(generator, sources, batch, strength, text_guidance, refine)
+        write_images(run, rows, out)
+        store.commit(rows)
+        bar.update(len(batch))
     bar.close()
     return len(todo)
