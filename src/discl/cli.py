@@ -116,6 +116,29 @@ _stage("train", "Train the task classifier for each method in train.methods (tra
 _stage("eval", "Top-1 accuracy overall / many / medium / few on the test split (metrics.parquet).", False)(_eval)
 
 
+@main.command("compare")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--methods", multiple=True, default=("real-only", "all-synthetic", "non-adaptive", "adaptive", "random", "reverse"),
+              show_default=True, help="Curricula to compare (repeat the option or give several after one).")
+@click.option("--seeds", multiple=True, type=int, default=(0, 1, 2), show_default=True)
+@click.option("--losses", multiple=True, default=("ce", "bs"), show_default=True, help="ce and/or bs (Balanced Softmax).")
+@_options
+def compare(run_dir, methods, seeds, losses, config_file, overrides, no_progress):
+    """Train every method for every loss and seed; write compare/table.md (mean ± std, the paper's format)."""
+    from .stages.compare import run_compare
+
+    run, cfg = _setup(run_dir, config_file, overrides)
+    run_compare(run, cfg, _spread(methods), [int(s) for s in _spread(seeds)], _spread(losses), click.echo, not no_progress)
+
+
+def _spread(values) -> list:
+    """Accept both `--seeds 0 --seeds 1` and `--seeds "0 1"` / `--seeds 0,1`."""
+    out = []
+    for v in values:
+        out += str(v).replace(",", " ").split()
+    return out
+
+
 @main.command("demo")
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where to write the run (default: runs/demo-<date>-<time>).")

@@ -12,8 +12,31 @@ from ..tables import write_table
 from ..training.classifier import load_classifier, predict_proba
 
 
+def is_trained(folder) -> bool:
+    return (folder / "model.json").exists() or (folder / "flyp.json").exists()
+
+
 def trained_methods(run: RunDir, cfg: RunConfig) -> list[str]:
-    return [m for m in cfg.train.methods if (run.method_dir(m) / "model.json").exists()]
+    return [m for m in cfg.train.methods if is_trained(run.method_dir(m))]
+
+
+def load_predictor(folder):
+    """images -> class probabilities of the model saved in ``folder`` (a timm classifier or a FLYP CLIP)."""
+    if (folder / "flyp.json").exists():
+        import json
+
+        from ..training.flyp import create_open_clip, load_flyp
+
+        meta = json.loads((folder / "flyp.json").read_text())
+        if meta["model"] == "demo":
+            from ..scoring.tiny_clip import load_tiny_clip
+
+            scorer = load_tiny_clip(folder)
+        else:
+            scorer = create_open_clip(meta["model"], None)
+        return load_flyp(folder, scorer).predict_proba
+    model, _ = load_classifier(folder)
+    return lambda images: predict_proba(model, images)
 
 
 def run_eval(run: RunDir, cfg: RunConfig, echo=print) -> pd.DataFrame:
@@ -27,8 +50,7 @@ def run_eval(run: RunDir, cfg: RunConfig, echo=print) -> pd.DataFrame:
     images, labels = load_split(run, test_rows, cfg.data.image_size)
     rows = []
     for method in methods:
-        model, _ = load_classifier(run.method_dir(method))
-        pred = predict_proba(model, images).argmax(-1).numpy()
+        pred = load_predictor(run.method_dir(method))(images).argmax(-1).numpy()
         rows += [{"method": method, **r} for r in bucket_accuracy(pred, labels.numpy(), classes)]
     metrics = pd.DataFrame(rows)
     write_table(metrics, run.metrics, "metrics")
