@@ -178,11 +178,13 @@ def train_with_curriculum(
         batches = math.ceil(len(order) / cfg.batch_size)
         loss_sum, correct, seen = 0.0, 0, 0
         for b, i in enumerate(range(0, len(order), cfg.batch_size)):
-            idx = ddp.shard(order[i : i + cfg.batch_size])
+            idx = order[i : i + cfg.batch_size]
             images, y = data.images[idx], data.labels[idx]
             if strengths:
                 images = augment_batch(images, y, strengths, getattr(curriculum, "max_strength", 10), generator)
-            x = random_shift(images, generator)
+            # Augment the whole batch, then take this process's slice: the random draws, and so the
+            # result, do not depend on the number of processes.
+            x, y = ddp.shard(random_shift(images, generator)), ddp.shard(y)
             lr = lr_at(state.epoch, b, batches, total_epochs, cfg.lr, cfg.warmup_epochs)
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -190,9 +192,9 @@ def train_with_curriculum(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            loss_sum += loss.item() * len(idx)
+            loss_sum += loss.item() * len(y)
             correct += (logits.argmax(-1) == y).sum().item()
-            seen += len(idx)
+            seen += len(y)
         ddp.sync_buffers(task.module)
         loss_sum, correct, seen = ddp.sum_across([loss_sum, correct, seen])
         seconds = time.perf_counter() - start
