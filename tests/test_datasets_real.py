@@ -90,3 +90,21 @@ def test_iwildcam_through_wilds_with_id_and_ood_splits_and_its_macro_f1(tmp_path
         wilds_eval(tmp_path / "wilds", "test", test["sample_id"].tolist()[:1], np.array([1]))
     with pytest.raises(DatasetError, match="no iwildcam_v2.0"):
         prepare_dataset(RunDir(tmp_path / "run"), DataConfig(name="iwildcam", root=str(tmp_path / "nothing")))
+
+
+def test_eval_stage_reports_wilds_metrics_for_iwildcam(tmp_path):
+    from discl.config import RunConfig
+    from discl.stages.evaluate import run_wilds_eval
+    from discl.training.classifier import create_classifier, save_classifier
+
+    _fake_iwildcam(tmp_path / "wilds")
+    cfg = RunConfig()
+    cfg.data = DataConfig(name="iwildcam", root=str(tmp_path / "wilds"), image_size=16)
+    run = RunDir(tmp_path / "run")
+    dataset, classes, _ = prepare_dataset(run, cfg.data)
+    save_classifier(create_classifier("resnet10t", 3), run.method_dir("real-only"), "resnet10t", 3)
+    frame = run_wilds_eval(run, cfg, dataset, ["real-only"], echo=lambda *_: None)
+    assert set(frame["split"]) == {"test", "id_test"}
+    f1 = frame[frame["metric"] == "F1-macro_all"]["value"]
+    assert len(f1) == 2 and f1.between(0, 1).all()
+    assert (run.root / "wilds_metrics.parquet").exists()

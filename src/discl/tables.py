@@ -112,6 +112,10 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("chosen", pa.bool_()),  # the level chosen for the next stage
         ]
     ),
+    # iWildCam: WILDS's own metrics per (method, split), split = test (OOD) or id_test (ID).
+    "wilds_metrics": pa.schema(
+        [("method", pa.string()), ("split", pa.string()), ("metric", pa.string()), ("value", pa.float64())]
+    ),
     # `discl compare`: one row per (loss, method, seed, bucket).
     "compare": pa.schema(
         [

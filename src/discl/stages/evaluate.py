@@ -54,5 +54,27 @@ def run_eval(run: RunDir, cfg: RunConfig, echo=print) -> pd.DataFrame:
         rows += [{"method": method, **r} for r in bucket_accuracy(pred, labels.numpy(), classes)]
     metrics = pd.DataFrame(rows)
     write_table(metrics, run.metrics, "metrics")
+    if cfg.data.name == "iwildcam":
+        run_wilds_eval(run, cfg, dataset, methods, echo)
     echo(paper_table(metrics))
     return metrics
+
+
+def run_wilds_eval(run: RunDir, cfg: RunConfig, dataset: pd.DataFrame, methods: list[str], echo=print) -> pd.DataFrame:
+    """Macro F1, macro recall and accuracy on the OOD (test) and ID (id_test) splits, by WILDS's own eval."""
+    from ..data.iwildcam import wilds_eval
+
+    rows = []
+    for method in methods:
+        predict = load_predictor(run.method_dir(method))
+        for split in ("test", "id_test"):
+            split_rows = dataset[dataset["split"] == split]
+            if split_rows.empty:
+                continue
+            images, _ = load_split(run, split_rows, cfg.data.image_size)
+            results = wilds_eval(cfg.data.root, split, split_rows["sample_id"].tolist(), predict(images).argmax(-1).numpy())
+            rows += [{"method": method, "split": split, "metric": k, "value": v} for k, v in results.items()]
+            echo(f"{method} {split}: macro F1 {100 * results['F1-macro_all']:.2f}, accuracy {100 * results['acc_avg']:.2f}")
+    frame = pd.DataFrame(rows, columns=["method", "split", "metric", "value"])
+    write_table(frame, run.root / "wilds_metrics.parquet", "wilds_metrics")
+    return frame
