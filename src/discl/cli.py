@@ -98,8 +98,10 @@ def _score(run, cfg, echo, progress):
 
 def _train(run, cfg, echo, progress):
     from .stages.train import run_train
+    from .training import ddp
 
-    run_train(run, cfg, echo, progress)
+    ddp.init_from_env()  # under torchrun: join the process group (gloo on CPU, nccl on GPU)
+    run_train(run, cfg, echo if ddp.is_main() else (lambda *_: None), progress)
 
 
 def _eval(run, cfg, echo):

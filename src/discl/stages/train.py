@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from ..seeding import stable_seed
 from ..tables import read_table, write_table
 from ..training.classifier import create_classifier, save_classifier
 from ..training.loop import StageData, TailSampling, train_with_curriculum
+from ..training import ddp
 from ..training.tasks import ClassifierTask
 from .common import fingerprint
 
@@ -174,7 +174,7 @@ def train_method(run: RunDir, cfg: RunConfig, method: str, inputs: TrainInputs, 
                 "data": fingerprint(inputs.train_rows["sample_id"]), "held_out": exclude}
     log = train_with_curriculum(task, t.classifier, curriculum, builder, inputs.val, method, progress,
                                 sampling=sampling, out_dir=out_dir, settings=settings, resume=t.resume, stop_after=stop_after)
-    if len(log) < t.classifier.epochs:
+    if len(log) < t.classifier.epochs or not ddp.is_main():
         return log, task
     extra = {"method": method, "train": asdict(t), "held_out_sources": exclude}
     if t.task == "flyp":
