@@ -1,6 +1,6 @@
 """`discl compare`: every method over several seeds and losses on one run directory, and the paper's table.
 
-Each (loss, seed, method) trains into compare/<loss>/seed<seed>/<method>/ (resumable; a finished
+Each (loss, seed, method) trains into compare/<task>/<loss>/seed<seed>/<method>/ (resumable; a finished
 run is not retrained), is evaluated on the test split, and the table reports mean +- std over seeds
 of many / medium / few / overall top-1 accuracy. The validation accuracy (final epoch) is reported
 beside it: choose settings by that column, never by the test columns.
@@ -20,11 +20,11 @@ from ..rundir import RunDir
 from ..tables import write_table
 from .train import load_inputs, train_method
 
-LOSS_NAMES = {"ce": "CE", "bs": "BS"}
+LOSS_NAMES = {"ce": "CE", "bs": "BS", "flyp": "FLYP"}
 
 
-def compare_dir(run: RunDir, loss: str, seed: int, method: str):
-    return run.root / "compare" / loss / f"seed{seed}" / method
+def compare_dir(run: RunDir, task: str, loss: str, seed: int, method: str):
+    return run.root / "compare" / task / loss / f"seed{seed}" / method
 
 
 def run_compare(run: RunDir, cfg: RunConfig, methods: list[str], seeds: list[int], losses: list[str],
@@ -41,7 +41,7 @@ def run_compare(run: RunDir, cfg: RunConfig, methods: list[str], seeds: list[int
             for method in methods:
                 c = copy.deepcopy(cfg)
                 c.train.classifier.loss, c.train.classifier.seed = loss, seed
-                log, task = train_method(run, c, method, inputs, compare_dir(run, loss, seed, method), echo, progress)
+                log, task = train_method(run, c, method, inputs, compare_dir(run, cfg.train.task, loss, seed, method), echo, progress)
                 pred = task.predict_proba(test_images).argmax(-1).numpy()
                 val_acc = 100 * log[-1]["val_acc"]
                 seconds = sum(r["seconds"] + r.get("eval_seconds", 0.0) for r in log)
@@ -50,9 +50,12 @@ def run_compare(run: RunDir, cfg: RunConfig, methods: list[str], seeds: list[int
                                  "train_seconds": seconds, **r})
                 echo(f"compare {loss} seed {seed} {method}: val {val_acc:.2f}%, test overall {rows[-1]['accuracy']:.2f}%")
     frame = pd.DataFrame(rows)
-    write_table(frame, run.root / "compare" / "results.parquet", "compare")
+    if cfg.train.task == "flyp":
+        frame["loss"] = "flyp"  # FLYP trains with the CLIP loss whatever classifier.loss says
+    out = run.root / "compare" / cfg.train.task
+    write_table(frame, out / "results.parquet", "compare")
     table = compare_table(frame)
-    (run.root / "compare" / "table.md").write_text(table + "\n")
+    (out / "table.md").write_text(table + "\n")
     echo(table)
     return frame
 
