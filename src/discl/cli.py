@@ -121,7 +121,7 @@ _stage("eval", "Top-1 accuracy overall / many / medium / few on the test split (
 @main.command("compare")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--methods", multiple=True, default=("real-only", "all-synthetic", "non-adaptive", "adaptive", "random", "reverse"),
-              show_default=True, help="Curricula to compare (repeat the option, or give "a,b,c").")
+              show_default=True, help="Curricula to compare (repeat the option, or give \"a,b,c\").")
 @click.option("--seeds", multiple=True, default=("0", "1", "2"), show_default=True, help="Seeds (repeat the option, or give \"0,1,2\").")
 @click.option("--losses", multiple=True, default=("ce", "bs"), show_default=True, help="ce and/or bs (Balanced Softmax).")
 @_options

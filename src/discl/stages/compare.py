@@ -36,8 +36,8 @@ def run_compare(run: RunDir, cfg: RunConfig, methods: list[str], seeds: list[int
     test_images, test_labels = load_split(run, test_rows, cfg.data.image_size)
     inputs = load_inputs(run, cfg, methods, echo)
     rows = []
-    for loss in losses:
-        for seed in seeds:
+    for seed in seeds:  # seed outermost: an interrupted comparison still has every row for the first seeds
+        for loss in losses:
             for method in methods:
                 c = copy.deepcopy(cfg)
                 c.train.classifier.loss, c.train.classifier.seed = loss, seed
