@@ -124,3 +124,15 @@ def test_the_adaptive_choice_is_what_the_next_stage_trains_on(tmp_path):
         assert by_stage[stage] == chosen[stage - 1]
     assert by_stage[4] == -1  # then real data only
     assert (curr.loc[curr.stage >= 0, "n_images"] == 2).all()
+
+
+def test_weights_load_at_the_edge_from_a_local_file(tmp_path):
+    from safetensors.torch import save_file
+
+    source = create_classifier("resnet10t", 5, seed=1)
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(tmp_path / "w.safetensors"))
+    model = create_classifier("resnet10t", 3, seed=2, pretrained=str(tmp_path / "w.safetensors"))
+    assert torch.equal(model.state_dict()["conv1.0.weight"], source.state_dict()["conv1.0.weight"])
+    assert model.get_classifier().out_features == 3  # the head is sized for the task, not loaded
+    with pytest.raises(FileNotFoundError, match="nothing.safetensors"):
+        create_classifier("resnet10t", 3, pretrained=str(tmp_path / "nothing.safetensors"))
