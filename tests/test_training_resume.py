@@ -32,6 +32,15 @@ def test_balanced_softmax_adds_the_log_prior_in_training_only():
         log_prior(torch.tensor([3.0, 0.0]))
     with pytest.raises(ValueError, match="unknown loss 'focal'"):
         training_loss("focal", logits, labels)
+    stage_task = ClassifierTask(torch.nn.Identity(), "bs", counts, bs_prior="stage")
+    stage_task.set_stage_counts(torch.tensor([80, 15, 105]))  # e.g. synthetic images added to class 2
+    want = F.cross_entropy(logits + torch.log(torch.tensor([0.4, 0.075, 0.525])), labels)
+    assert torch.allclose(training_loss("bs", logits, labels, stage_task.prior_log), want)
+    real_task = ClassifierTask(torch.nn.Identity(), "bs", counts)
+    real_task.set_stage_counts(torch.tensor([80, 15, 105]))  # the default keeps the real split's prior
+    assert torch.allclose(real_task.prior_log, prior)
+    with pytest.raises(ValueError, match="unknown Balanced Softmax prior"):
+        ClassifierTask(torch.nn.Identity(), "bs", counts, bs_prior="batch")
     task = ClassifierTask(torch.nn.Identity(), "bs", counts)
     probs = task.predict_proba(torch.zeros(1, 3, dtype=torch.uint8))  # prediction uses plain logits
     assert torch.allclose(probs, torch.full((1, 3), 1 / 3))

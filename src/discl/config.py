@@ -62,6 +62,9 @@ class ClassifierConfig:
     # Weights loaded at the edge: None (random), a local .safetensors/.pth file, or a hub id ("hf-hub:...").
     pretrained: str | None = None
     loss: str = "ce"  # "ce" (cross-entropy) or "bs" (Balanced Softmax: log class prior added to the logits in training)
+    # Balanced Softmax prior: "real" = class counts of the real training split; "stage" = class counts of
+    # each stage's training data (real + synthetic), which the synthetic tail images change.
+    bs_prior: str = "real"
     optimizer: str = "adamw"  # "sgd", "adam" or "adamw"
     momentum: float = 0.9  # sgd only
     warmup_epochs: float = 1.0  # linear warm-up, then cosine decay to zero

@@ -135,7 +135,7 @@ def make_task(run: RunDir, cfg: RunConfig, inputs: TrainInputs):
     t = cfg.train
     if t.task == "classifier":
         model = create_classifier(t.classifier.model, len(inputs.classes), t.classifier.seed, t.classifier.pretrained)
-        return ClassifierTask(model, t.classifier.loss, inputs.class_counts)
+        return ClassifierTask(model, t.classifier.loss, inputs.class_counts, t.classifier.bs_prior)
     if t.task == "flyp":
         from ..training.flyp import FlypTask, create_open_clip
 

@@ -168,6 +168,8 @@ def train_with_curriculum(
         data = data_for_stage(stage)
         if len(data.labels) == 0:
             raise ValueError(f"{method}: stage {len(state.history)} ({stage.describe()}) has no training image")
+        if hasattr(task, "set_stage_counts"):
+            task.set_stage_counts(torch.bincount(data.labels, minlength=int(data.labels.max()) + 1))
         strengths = dict(stage.augment)
         start = time.perf_counter()
         task.module.train()
