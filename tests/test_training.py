@@ -23,7 +23,8 @@ def test_random_shift_moves_content_without_changing_it():
     assert torch.equal(shifted, random_shift(images, torch.Generator().manual_seed(0)))
 
 
-def _data(level):
+def _data(stage):
+    level = stage.level
     g = torch.Generator().manual_seed(0 if level is None else level + 1)
     n_syn = 0 if level in (None, 100) else 6
     images = torch.randint(0, 256, (10 + n_syn, 3, 16, 16), generator=g, dtype=torch.uint8)

@@ -81,8 +81,10 @@ def _prepare(run, cfg, echo):
 
 def _train(run, cfg, echo, progress):
     from .stages.train import run_train
+    from .training import ddp
 
-    run_train(run, cfg, echo, progress)
+    ddp.init_from_env()  # under torchrun: join the process group (gloo on CPU, nccl on GPU)
+    run_train(run, cfg, echo if ddp.is_main() else (lambda *_: None), progress)
 
 
 def _eval(run, cfg, echo):
@@ -166,6 +168,29 @@ def generate(run_dir, dry_run, shard, engine, config_file, overrides, no_progres
     if engine:  # for this invocation only, not saved in config.yaml
         cfg.generate.engine = engine
     run_generate(run, cfg, click.echo, not no_progress, dry_run=dry_run, shard=shard)
+
+
+@main.command("compare")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--methods", multiple=True, default=("real-only", "all-synthetic", "non-adaptive", "adaptive", "random", "reverse"),
+              show_default=True, help="Curricula to compare (repeat the option, or give \"a,b,c\").")
+@click.option("--seeds", multiple=True, default=("0", "1", "2"), show_default=True, help="Seeds (repeat the option, or give \"0,1,2\").")
+@click.option("--losses", multiple=True, default=("ce", "bs"), show_default=True, help="ce and/or bs (Balanced Softmax).")
+@_options
+def compare(run_dir, methods, seeds, losses, config_file, overrides, no_progress):
+    """Train every method for every loss and seed; write compare/table.md (mean ± std, the paper's format)."""
+    from .stages.compare import run_compare
+
+    run, cfg = _setup(run_dir, config_file, overrides)
+    run_compare(run, cfg, _spread(methods), [int(s) for s in _spread(seeds)], _spread(losses), click.echo, not no_progress)
+
+
+def _spread(values) -> list:
+    """Accept both `--seeds 0 --seeds 1` and `--seeds "0 1"` / `--seeds 0,1`."""
+    out = []
+    for v in values:
+        out += str(v).replace(",", " ").split()
+    return out
 
 
 @main.command("demo")

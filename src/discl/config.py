@@ -35,6 +35,18 @@ class DataConfig:
     # Many/medium/few buckets from training counts: many > many_above, few < few_below.
     many_above: int = 15
     few_below: int = 5
+    # imagenet-lt, iwildcam and csv: bucket thresholds of real datasets (many > 100, few < 20).
+    lt_many_above: int = 100
+    lt_few_below: int = 20
+    # imagenet-lt: root = the ImageNet folder; the split files ImageNet_LT_{train,val,test}.txt
+    # (lines "train/n01440764/n01440764_10026.JPEG 0") are read from split_dir (default: root).
+    split_dir: str | None = None
+    # iwildcam: root = the folder holding iwildcam_v2.0/ (read through the wilds package, no download).
+    # csv: root = a CSV file with columns path,label[,split][,class_name]; relative paths are read
+    # from the CSV's folder; rows without a split are split like image-folder.
+    csv_path_column: str = "path"
+    csv_label_column: str = "label"
+    csv_split_column: str = "split"
 
 
 @dataclass
@@ -47,6 +59,15 @@ class ClassifierConfig:
     lr: float = 2e-3
     weight_decay: float = 5e-4
     seed: int = 0
+    # Weights loaded at the edge: None (random), a local .safetensors/.pth file, or a hub id ("hf-hub:...").
+    pretrained: str | None = None
+    loss: str = "ce"  # "ce" (cross-entropy) or "bs" (Balanced Softmax: log class prior added to the logits in training)
+    # Balanced Softmax prior: "real" = class counts of the real training split; "stage" = class counts of
+    # each stage's training data (real + synthetic), which the synthetic tail images change.
+    bs_prior: str = "real"
+    optimizer: str = "adamw"  # "sgd", "adam" or "adamw"
+    momentum: float = 0.9  # sgd only
+    warmup_epochs: float = 1.0  # linear warm-up, then cosine decay to zero
 
 
 @dataclass
@@ -177,14 +198,50 @@ class PromptsConfig:
 
 
 @dataclass
+class CurriculumConfig:
+    """Options of the curricula (docs/curricula.md)."""
+
+    stage_epochs: list[int] = field(default_factory=list)  # non-adaptive/reverse: explicit lengths (default: even split)
+    fixed_level: int = 50  # "fixed"
+    stage_length: int = 1  # adaptive and random: epochs per stage
+    warmup: bool = False  # adaptive: first stage on a uniform mix of all levels
+    min_level: int = 0  # adaptive: only levels >= this (the paper used 50 on iWildCam)
+    smoothing: float = 0.0  # adaptive: weight of the previous score in an exponential moving average
+    val_sources: int = 2  # adaptive: sources held out for the curriculum validation set
+    cuda_threshold: float = 0.6
+    cuda_max_strength: int = 10
+    cuda_probe_per_class: int = 32
+    # ImageNet-LT recipe: keep non_tail_ratio of the non-tail real images each epoch and sample tail
+    # images (real few-bucket images + the stage's synthetic images) to tail_fraction of the epoch.
+    tail_sampling: bool = False
+    non_tail_ratio: float = 0.3
+    tail_fraction: float = 0.136
+
+
+@dataclass
+class FlypConfig:
+    """CLIP fine-tuning with the FLYP recipe (train.task = "flyp")."""
+
+    # "demo" = the run's tiny CLIP (models/clip); otherwise an open_clip architecture name.
+    model: str = "demo"
+    pretrained: str | None = None  # open_clip pretrained tag or a local weights file
+    templates: list[str] = field(default_factory=lambda: ["a photo of the digit {name}"])
+    wise_alpha: float | None = None  # WiSE-FT: weights = (1 - a) * zero-shot + a * fine-tuned
+
+
+@dataclass
 class TrainConfig:
-    # Methods to train: "real-only" and/or "non-adaptive".
+    # Methods to train (curricula by name, see docs/curricula.md), e.g. "real-only", "non-adaptive".
     methods: list[str] = field(default_factory=lambda: ["real-only", "non-adaptive"])
     classifier: ClassifierConfig = field(default_factory=lambda: ClassifierConfig(epochs=40))
     # Non-adaptive curriculum: image-guidance levels from synthetic to real, spread over
     # the first curriculum_epochs epochs; the rest of training uses real data only.
     levels: list[int] = field(default_factory=lambda: [10, 30, 50, 100])
     curriculum_epochs: int = 32
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+    task: str = "classifier"  # "classifier" (timm) or "flyp" (open_clip)
+    flyp: FlypConfig = field(default_factory=FlypConfig)
+    resume: bool = True  # continue from train/<method>/checkpoint.safetensors when its settings match
 
 
 @dataclass

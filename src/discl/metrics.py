@@ -34,3 +34,10 @@ def paper_table(metrics: pd.DataFrame) -> str:
         cells = [f"{row.get(b, float('nan')):6.2f}" for b in BUCKETS]
         lines.append(f"| {method:<{width}} | {cells[0]} | {cells[1]} | {cells[2]} | {row.get('overall', float('nan')):7.2f} |")
     return "\n".join(lines)
+
+
+def macro_f1(pred: np.ndarray, labels: np.ndarray) -> float:
+    """Macro-averaged F1 in percent over the classes present in ``labels`` or ``pred`` (scikit-learn)."""
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(np.asarray(labels), np.asarray(pred), average="macro", zero_division=0) * 100)

@@ -120,6 +120,40 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("seconds", pa.float32()),
         ]
     ),
+    # One row per (stage end, level[, class]) of a curriculum's evaluation; curricula that do not
+    # evaluate get one row per stage with level -1. The stage -1 row set is the evaluation before training.
+    "curriculum_log": pa.schema(
+        [
+            ("method", pa.string()),
+            ("stage", pa.int32()),
+            ("epoch", pa.int32()),  # epochs trained when the evaluation ran
+            ("used", pa.string()),  # the stage's data: "real", "50", "10+30+50", "per-class:...", "cuda:..."
+            ("class_label", pa.int32()),  # -1 = all classes
+            ("level", pa.int32()),  # the level scored (CUDA: the class's augmentation strength)
+            ("progress", pa.float64()),  # mean p_true gain without outliers (CUDA: accuracy on augmented images)
+            ("smoothed", pa.float64()),  # the score the choice used (after smoothing)
+            ("n_images", pa.int32()),
+            ("n_outliers", pa.int32()),  # dropped beyond 1.5 IQR
+            ("chosen", pa.bool_()),  # the level chosen for the next stage
+        ]
+    ),
+    # iWildCam: WILDS's own metrics per (method, split), split = test (OOD) or id_test (ID).
+    "wilds_metrics": pa.schema(
+        [("method", pa.string()), ("split", pa.string()), ("metric", pa.string()), ("value", pa.float64())]
+    ),
+    # `discl compare`: one row per (loss, method, seed, bucket).
+    "compare": pa.schema(
+        [
+            ("loss", pa.string()),
+            ("method", pa.string()),
+            ("seed", pa.int32()),
+            ("bucket", pa.string()),
+            ("accuracy", pa.float32()),  # test top-1, percent
+            ("n_images", pa.int32()),
+            ("val_accuracy", pa.float32()),  # final-epoch validation top-1 (overall), percent
+            ("train_seconds", pa.float32()),
+        ]
+    ),
     # One row per (method, bucket): top-1 accuracy on the test split.
     "metrics": pa.schema(
         [

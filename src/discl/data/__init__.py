@@ -13,7 +13,7 @@ from .digits import build_digits_lt
 from .image_folder import DatasetError, scan_image_folder
 from .images import load_images
 
-DATASETS = ("digits-lt", "image-folder")
+DATASETS = ("digits-lt", "image-folder", "imagenet-lt", "iwildcam", "csv")
 
 
 def prepare_dataset(run: RunDir, cfg: DataConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -34,13 +34,33 @@ def prepare_dataset(run: RunDir, cfg: DataConfig) -> tuple[pd.DataFrame, pd.Data
         if not cfg.root:
             raise DatasetError("data.root must name the image folder (root/<class name>/<image>)")
         dataset, skipped = scan_image_folder(cfg.root, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
+    elif cfg.name in ("imagenet-lt", "iwildcam", "csv"):
+        dataset, skipped = _scan_real(cfg)
     else:
         raise DatasetError(f"unknown dataset {cfg.name!r}; known: {list(DATASETS)}")
-    classes = class_table(dataset, cfg.many_above, cfg.few_below)
+    real = cfg.name in ("imagenet-lt", "iwildcam", "csv")
+    classes = class_table(dataset, cfg.lt_many_above if real else cfg.many_above, cfg.lt_few_below if real else cfg.few_below)
     write_table(dataset, run.dataset, "dataset")
     write_table(classes, run.classes, "classes")
     write_table(skipped, run.skipped, "skipped")
     return dataset, classes, skipped
+
+
+def _scan_real(cfg: DataConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    if not cfg.root:
+        raise DatasetError(f"data.root must be set for the {cfg.name} dataset")
+    if cfg.name == "imagenet-lt":
+        from .imagenet_lt import scan_imagenet_lt
+
+        return scan_imagenet_lt(cfg.root, cfg.split_dir)
+    if cfg.name == "iwildcam":
+        from .iwildcam import scan_iwildcam
+
+        return scan_iwildcam(cfg.root)
+    from .csv_table import scan_csv
+
+    return scan_csv(cfg.root, cfg.csv_path_column, cfg.csv_label_column, cfg.csv_split_column,
+                    cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
 
 
 def load_dataset_tables(run: RunDir) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -10,9 +10,19 @@ import torch
 from safetensors.torch import load_file, save_file
 
 
-def create_classifier(name: str, num_classes: int, seed: int = 0) -> torch.nn.Module:
+def create_classifier(name: str, num_classes: int, seed: int = 0, pretrained: str | None = None) -> torch.nn.Module:
+    """A timm model by name. ``pretrained``: None (random init), a local weights file (.safetensors, .pth,
+    .bin; loaded without pickle, the classifier head re-initialised if its size differs), or a hub id
+    ("hf-hub:org/name" or a timm pretrained tag like "resnet50.a1_in1k")."""
     torch.manual_seed(seed)
-    return timm.create_model(name, pretrained=False, num_classes=num_classes)
+    if pretrained is None:
+        return timm.create_model(name, pretrained=False, num_classes=num_classes)
+    path = Path(pretrained).expanduser()
+    if path.exists():
+        return timm.create_model(name, pretrained=True, num_classes=num_classes, pretrained_cfg_overlay={"file": str(path)})
+    if pretrained.endswith((".safetensors", ".pth", ".pt", ".bin")):
+        raise FileNotFoundError(f"pretrained weights file {pretrained} does not exist")
+    return timm.create_model(pretrained, pretrained=True, num_classes=num_classes)
 
 
 def to_input(images: torch.Tensor) -> torch.Tensor:

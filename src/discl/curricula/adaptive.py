@@ -1,0 +1,207 @@
+"""Adaptive curricula: the next level is the one the model is learning from fastest.
+
+The *curriculum validation set* holds one synthetic image per (source, level)
+for sources whose full spectrum survived filtering; those sources are left out
+of training (the stage builder removes them). At the start of training and at
+every stage end the model's probability of the true class is measured on it.
+For each level, per-image progress = p_true now - p_true at the last
+evaluation; values beyond 1.5 IQR of that level's progress are dropped as
+outliers; the level's score is the mean of the rest (optionally smoothed across
+stages as an exponential moving average). The next stage uses the level with
+the best score (ties go to the lower, more synthetic level). After the
+curriculum period, training continues on real data only.
+
+Unlike the reference code, the chosen level is what the next stage trains on,
+on every dataset, and the choice is logged with the scores that made it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .base import Predict, Stage, check_levels, check_period
+
+
+@dataclass
+class CurriculumValidation:
+    """One image per (source, level): uint8 images, true labels, the level of each image."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    levels: torch.Tensor
+    source_ids: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        n = len(self.labels)
+        if len(self.images) != n or len(self.levels) != n:
+            raise ValueError(f"curriculum validation set: {len(self.images)} images, {n} labels, {len(self.levels)} levels")
+
+    def p_true(self, predict: Predict) -> np.ndarray:
+        if not len(self.labels):
+            return np.zeros(0)
+        probs = predict(self.images)
+        return probs.gather(1, self.labels[:, None].long()).squeeze(1).double().numpy()
+
+
+def iqr_mean(values: np.ndarray, k: float = 1.5) -> tuple[float, int]:
+    """Mean of ``values`` after dropping those beyond ``k`` IQR outside the quartiles; (mean, n dropped)."""
+    values = np.asarray(values, dtype=np.float64)
+    if not len(values):
+        return float("nan"), 0
+    q1, q3 = np.percentile(values, [25, 75])
+    spread = q3 - q1
+    keep = (values >= q1 - k * spread) & (values <= q3 + k * spread)
+    return float(values[keep].mean()), int((~keep).sum())
+
+
+def level_scores(progress: np.ndarray, levels: np.ndarray, candidates: Sequence[int]) -> dict[int, tuple[float, int, int]]:
+    """level -> (mean progress without outliers, n images, n outliers dropped)."""
+    out = {}
+    for level in candidates:
+        values = progress[levels == level]
+        mean, dropped = iqr_mean(values)
+        out[int(level)] = (mean, int(len(values)), dropped)
+    return out
+
+
+def best_level(scores: dict[int, float]) -> int | None:
+    """Highest score; ties (and NaN-free ordering) favour the lower level."""
+    finite = {lv: s for lv, s in scores.items() if np.isfinite(s)}
+    if not finite:
+        return None
+    return max(sorted(finite), key=lambda lv: finite[lv])
+
+
+@dataclass
+class Adaptive:
+    """DisCL's adaptive curriculum over ``levels`` (only those >= ``min_level``).
+
+    stage_length: epochs per stage (1 = re-evaluate each time the stage's data has been seen once);
+    warmup: start with one stage on a uniform mix of all candidate levels instead of the lowest level;
+    smoothing: weight of the previous smoothed score (0 = use this stage's progress alone)."""
+
+    levels: Sequence[int]
+    curriculum_epochs: int
+    total_epochs: int
+    validation: CurriculumValidation
+    stage_length: int = 1
+    warmup: bool = False
+    min_level: int = 0
+    smoothing: float = 0.0
+    name: str = "adaptive"
+
+    def __post_init__(self) -> None:
+        check_levels(self.levels)
+        check_period(self.curriculum_epochs, self.total_epochs)
+        self.candidates = sorted({int(lv) for lv in self.levels if lv >= self.min_level})
+        if not self.candidates:
+            raise ValueError(f"no level in {list(self.levels)} is >= min_level {self.min_level}")
+        if not 0 <= self.smoothing < 1:
+            raise ValueError(f"smoothing must lie in [0, 1), got {self.smoothing}")
+        if self.stage_length < 1:
+            raise ValueError(f"stage_length must be >= 1, got {self.stage_length}")
+        present = set(self.validation.levels.tolist())
+        missing = [lv for lv in self.candidates if lv not in present]
+        if missing:
+            raise ValueError(f"the curriculum validation set has no image at levels {missing}")
+        self.last_p: list[float] | None = None
+        self.smoothed: dict[str, float] = {}
+        self.choice: int | None = None
+
+    # -- what the loop tells it
+    def observe(self, predict: Predict) -> list[dict]:
+        p_now = self.validation.p_true(predict)
+        records: list[dict] = []
+        if self.last_p is not None:
+            records = self._update(p_now - np.asarray(self.last_p))
+        self.last_p = p_now.tolist()
+        return records
+
+    def _smooth(self, key: str, value: float) -> float:
+        prev = self.smoothed.get(key)
+        new = value if prev is None or not np.isfinite(prev) else self.smoothing * prev + (1 - self.smoothing) * value
+        self.smoothed[key] = new
+        return new
+
+    def _update(self, progress: np.ndarray) -> list[dict]:
+        levels = self.validation.levels.numpy()
+        scores = level_scores(progress, levels, self.candidates)
+        smoothed = {lv: self._smooth(str(lv), s) for lv, (s, _, _) in scores.items()}
+        self.choice = best_level(smoothed)
+        return [
+            {"class_label": -1, "level": lv, "progress": s, "smoothed": smoothed[lv], "n_images": n, "n_outliers": d,
+             "chosen": lv == self.choice}
+            for lv, (s, n, d) in scores.items()
+        ]
+
+    # -- what it answers
+    def _epochs_used(self, history: Sequence[Stage]) -> int:
+        return sum(s.epochs for s in history)
+
+    def next_stage(self, history: Sequence[Stage]) -> Stage | None:
+        used = self._epochs_used(history)
+        if used >= self.total_epochs:
+            return None
+        if used >= self.curriculum_epochs:
+            return Stage(None, self.total_epochs - used)
+        n = min(self.stage_length, self.curriculum_epochs - used)
+        if not history and self.warmup:
+            return Stage(None, n, levels=tuple(self.candidates))
+        return self._stage(n)
+
+    def _stage(self, epochs: int) -> Stage:
+        return Stage(self.choice if self.choice is not None else self.candidates[0], epochs)
+
+    def state_dict(self) -> dict:
+        return {"last_p": self.last_p, "smoothed": self.smoothed, "choice": self.choice}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.last_p, self.smoothed, self.choice = state["last_p"], dict(state["smoothed"]), state["choice"]
+
+
+@dataclass
+class PerClassAdaptive(Adaptive):
+    """Each class picks its own level by the progress of its own validation images; classes with no
+    validation image follow the overall choice."""
+
+    num_classes: int = 0
+    name: str = "adaptive-per-class"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.num_classes < 1:
+            raise ValueError("the per-class adaptive curriculum needs num_classes")
+        self.class_choice: dict[str, int] = {}
+
+    def _update(self, progress: np.ndarray) -> list[dict]:
+        records = super()._update(progress)
+        levels, labels = self.validation.levels.numpy(), self.validation.labels.numpy()
+        for c in sorted(set(labels.tolist())):
+            mask = labels == c
+            scores = level_scores(progress[mask], levels[mask], self.candidates)
+            smoothed = {lv: self._smooth(f"{c}:{lv}", s) for lv, (s, _, _) in scores.items()}
+            choice = best_level(smoothed)
+            if choice is not None:
+                self.class_choice[str(c)] = choice
+            records += [
+                {"class_label": int(c), "level": lv, "progress": s, "smoothed": smoothed[lv], "n_images": n,
+                 "n_outliers": d, "chosen": lv == choice}
+                for lv, (s, n, d) in scores.items()
+            ]
+        return records
+
+    def _stage(self, epochs: int) -> Stage:
+        default = self.choice if self.choice is not None else self.candidates[0]
+        pairs = tuple((c, self.class_choice.get(str(c), default)) for c in range(self.num_classes))
+        return Stage(None, epochs, class_levels=pairs)
+
+    def state_dict(self) -> dict:
+        return super().state_dict() | {"class_choice": self.class_choice}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.class_choice = dict(state["class_choice"])

@@ -1,0 +1,95 @@
+"""What a curriculum answers and what it is told.
+
+A stage trains on the real training data plus synthetic images chosen by
+image-guidance level (a percent: 0 = pure text-to-image, 100 = the real image).
+A curriculum is a small object with one job: ``next_stage(history)`` says which
+data the next stage trains on, given the stages so far. Curricula that adapt
+also have ``observe(predict)``: the training loop calls it before the first
+stage and at the end of every stage with a function images -> class
+probabilities of the current model, so the curriculum can measure progress.
+Their state is plain JSON (``state_dict`` / ``load_state_dict``), saved in
+checkpoints so a resumed run takes the same decisions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+Predict = Callable[[torch.Tensor], torch.Tensor]  # uint8 (N, 3, H, W) -> probabilities (N, C)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """The data of one stage.
+
+    level: the one synthetic level used (None = real data only, unless ``levels`` or
+    ``class_levels`` say otherwise); levels: several levels at once (all-synthetic,
+    warm-up mix); class_levels: per-class levels as (label, level) pairs (per-class
+    adaptive; classes not listed use real data only); augment: per-class augmentation
+    strengths as (label, strength) pairs (CUDA)."""
+
+    level: int | None
+    epochs: int
+    levels: tuple[int, ...] = ()
+    class_levels: tuple[tuple[int, int], ...] = ()
+    augment: tuple[tuple[int, int], ...] = ()
+
+    def synthetic_levels(self) -> tuple[int, ...]:
+        """Every level whose synthetic images this stage may use."""
+        if self.levels:
+            return tuple(sorted(set(self.levels)))
+        if self.class_levels:
+            return tuple(sorted({lv for _, lv in self.class_levels}))
+        return () if self.level is None else (self.level,)
+
+    def describe(self) -> str:
+        """Short text for logs: "real", "50", "10+30+50", "per-class", "cuda"."""
+        if self.class_levels:
+            return "per-class:" + ",".join(f"{c}={lv}" for c, lv in self.class_levels)
+        if self.augment:
+            return "cuda:" + ",".join(f"{c}={s}" for c, s in self.augment)
+        if self.levels:
+            return "+".join(map(str, sorted(set(self.levels))))
+        return "real" if self.level is None else str(self.level)
+
+    def to_json(self) -> dict:
+        return {"level": self.level, "epochs": self.epochs, "levels": list(self.levels),
+                "class_levels": [list(p) for p in self.class_levels], "augment": [list(p) for p in self.augment]}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Stage":
+        return cls(d["level"], d["epochs"], tuple(d.get("levels", ())),
+                   tuple(tuple(p) for p in d.get("class_levels", ())), tuple(tuple(p) for p in d.get("augment", ())))
+
+
+class Curriculum(Protocol):
+    name: str
+
+    def next_stage(self, history: Sequence[Stage]) -> Stage | None: ...
+
+
+def split_epochs(total: int, parts: int) -> list[int]:
+    """Even split of ``total`` epochs over ``parts`` stages, the remainder going to the earliest ones."""
+    if parts < 1:
+        raise ValueError("a curriculum needs at least one level")
+    base, extra = divmod(total, parts)
+    return [base + (1 if i < extra else 0) for i in range(parts)]
+
+
+def check_levels(levels: Sequence[int]) -> None:
+    if not len(levels):
+        raise ValueError("a curriculum needs at least one image-guidance level")
+    bad = [lv for lv in levels if not 0 <= lv <= 100]
+    if bad:
+        raise ValueError(f"image-guidance levels must lie in [0, 100], got {bad}")
+
+
+def check_period(curriculum_epochs: int, total_epochs: int) -> None:
+    if not 0 <= curriculum_epochs <= total_epochs:
+        raise ValueError(
+            f"curriculum_epochs ({curriculum_epochs}) must lie between 0 and the total epochs ({total_epochs})"
+        )

@@ -1,0 +1,123 @@
+"""CUDA baseline (Ahn et al., "CUDA: Curriculum of Data Augmentation for Long-Tailed Recognition",
+ICLR 2023): classical augmentations whose strength is chosen per class.
+
+Rule implemented here (one epoch per stage, real data only):
+- every class starts at strength 0 (no augmentation);
+- at each stage end, up to ``probe_per_class`` training images of class c are augmented at
+  the class's strength L_c and classified by the current model; if the accuracy is at least
+  ``threshold`` (CUDA's gamma, 0.6) the class is learnt well and L_c rises by one (up to
+  ``max_strength``), otherwise it falls by one (down to 0);
+- an image of class c is augmented with min(L_c, number of ops) operations drawn at random
+  from the list below, each at magnitude L_c / max_strength.
+Operations are torchvision's (transforms.v2.functional) on uint8 tensors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torchvision.transforms.v2 import functional as TF
+
+from ..seeding import stable_seed
+from .base import Predict, Stage
+
+
+def _sign(g: torch.Generator) -> float:
+    return 1.0 if torch.rand((), generator=g).item() < 0.5 else -1.0
+
+
+def _erase(x: torch.Tensor, m: float, g: torch.Generator) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    side = max(1, round(0.5 * m * min(h, w)))
+    i = int(torch.randint(0, h - side + 1, (), generator=g))
+    j = int(torch.randint(0, w - side + 1, (), generator=g))
+    return TF.erase(x, i, j, side, side, torch.zeros((), dtype=x.dtype))
+
+
+OPS = {
+    "rotate": lambda x, m, g: TF.rotate(x, _sign(g) * 30.0 * m),
+    "shear": lambda x, m, g: TF.affine(x, angle=0.0, translate=[0, 0], scale=1.0, shear=[_sign(g) * 20.0 * m, 0.0]),
+    "translate": lambda x, m, g: TF.affine(x, angle=0.0, translate=[round(_sign(g) * 0.3 * m * x.shape[-1]), 0], scale=1.0, shear=[0.0, 0.0]),
+    "brightness": lambda x, m, g: TF.adjust_brightness(x, 1.0 + _sign(g) * 0.8 * m),
+    "contrast": lambda x, m, g: TF.adjust_contrast(x, 1.0 + _sign(g) * 0.8 * m),
+    "sharpness": lambda x, m, g: TF.adjust_sharpness(x, 1.0 + _sign(g) * 0.9 * m),
+    "posterize": lambda x, m, g: TF.posterize(x, 8 - round(4 * m)),
+    "solarize": lambda x, m, g: TF.solarize(x, 255.0 * (1.0 - m)),
+    "autocontrast": lambda x, m, g: TF.autocontrast(x),
+    "equalize": lambda x, m, g: TF.equalize(x),
+    "flip": lambda x, m, g: TF.horizontal_flip(x),
+    "erase": _erase,
+}
+OP_NAMES = sorted(OPS)
+
+
+def augment_image(image: torch.Tensor, strength: int, max_strength: int, generator: torch.Generator) -> torch.Tensor:
+    """One uint8 (3, H, W) image at CUDA strength ``strength`` (0 = unchanged)."""
+    if strength <= 0:
+        return image
+    m = min(1.0, strength / max_strength)
+    n_ops = min(strength, len(OP_NAMES))
+    for k in torch.randperm(len(OP_NAMES), generator=generator)[:n_ops].tolist():
+        image = OPS[OP_NAMES[k]](image, m, generator)
+    return image
+
+
+def augment_batch(images: torch.Tensor, labels: torch.Tensor, strengths: dict[int, int], max_strength: int,
+                  generator: torch.Generator) -> torch.Tensor:
+    if not any(strengths.values()):
+        return images
+    out = [augment_image(x, strengths.get(int(y), 0), max_strength, generator) for x, y in zip(images, labels)]
+    return torch.stack(out)
+
+
+@dataclass
+class CudaCurriculum:
+    """Per-class augmentation strength that rises while the class is learnt well and falls otherwise."""
+
+    total_epochs: int
+    images: torch.Tensor  # real training images, uint8
+    labels: torch.Tensor
+    num_classes: int
+    threshold: float = 0.6
+    max_strength: int = 10
+    probe_per_class: int = 32
+    seed: int = 0
+    name: str = "cuda"
+
+    def __post_init__(self) -> None:
+        if not 0 < self.threshold <= 1:
+            raise ValueError(f"CUDA threshold must lie in (0, 1], got {self.threshold}")
+        self.strength = [0] * self.num_classes
+        self.n_observed = 0
+        labels = self.labels.numpy()
+        self._probe = {c: np.flatnonzero(labels == c)[: self.probe_per_class] for c in range(self.num_classes)}
+
+    def observe(self, predict: Predict) -> list[dict]:
+        g = torch.Generator().manual_seed(stable_seed("cuda", self.seed, self.n_observed))
+        self.n_observed += 1
+        records = []
+        for c, idx in self._probe.items():
+            if not len(idx):
+                continue
+            batch = torch.stack([augment_image(self.images[i], self.strength[c], self.max_strength, g) for i in idx])
+            acc = float((predict(batch).argmax(-1) == c).float().mean())
+            before = self.strength[c]
+            self.strength[c] = min(self.max_strength, before + 1) if acc >= self.threshold else max(0, before - 1)
+            records.append({"class_label": c, "level": before, "progress": acc, "smoothed": acc, "n_images": len(idx),
+                            "n_outliers": 0, "chosen": False})
+        return records
+
+    def next_stage(self, history: Sequence[Stage]) -> Stage | None:
+        used = sum(s.epochs for s in history)
+        if used >= self.total_epochs:
+            return None
+        return Stage(None, 1, augment=tuple((c, s) for c, s in enumerate(self.strength)))
+
+    def state_dict(self) -> dict:
+        return {"strength": list(self.strength), "n_observed": self.n_observed}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.strength, self.n_observed = list(state["strength"]), int(state["n_observed"])

@@ -1,0 +1,62 @@
+"""ImageNet-LT (Liu et al., CVPR 2019): an ImageNet root plus the split files
+``ImageNet_LT_train.txt``, ``ImageNet_LT_val.txt`` and ``ImageNet_LT_test.txt``.
+
+Each line of a split file is ``<path relative to the ImageNet root> <label>``, e.g.
+``train/n01440764/n01440764_10026.JPEG 0``. Class names are the WordNet ids of the
+training images' folders. A malformed line is an error naming the file and line;
+an image listed but missing on disk is skipped and recorded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from .image_folder import DatasetError
+
+SPLIT_FILES = {"train": "ImageNet_LT_train.txt", "val": "ImageNet_LT_val.txt", "test": "ImageNet_LT_test.txt"}
+
+
+def read_split_file(path: Path) -> list[tuple[str, int]]:
+    rows = []
+    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].lstrip("-").isdigit() or int(parts[1]) < 0:
+            raise DatasetError(f"{path}, line {number}: expected '<relative path> <label>', got {line!r}")
+        rows.append((parts[0], int(parts[1])))
+    return rows
+
+
+def scan_imagenet_lt(root: Path, split_dir: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Return the dataset table and the table of skipped files."""
+    root = Path(root)
+    split_dir = Path(split_dir) if split_dir else root
+    if not root.is_dir():
+        raise DatasetError(f"ImageNet root {root} does not exist or is not a folder")
+    rows, skipped = [], []
+    for split, name in SPLIT_FILES.items():
+        path = split_dir / name
+        if not path.exists():
+            if split == "train":
+                raise DatasetError(f"ImageNet-LT split file {path} not found (data.split_dir names its folder)")
+            continue
+        for rel, label in read_split_file(path):
+            file = root / rel
+            if not file.is_file():
+                skipped.append((str(file), f"listed in {name} but missing"))
+                continue
+            rows.append((rel, split, label, str(file)))
+    frame = pd.DataFrame(rows, columns=["sample_id", "split", "label", "path"])
+    if frame.empty or not (frame["split"] == "train").any():
+        raise DatasetError(f"no ImageNet-LT training image found under {root}")
+    train = frame[frame["split"] == "train"]
+    names = dict(zip(train["label"], train["sample_id"].map(lambda p: Path(p).parent.name)))
+    unnamed = sorted(set(frame["label"]) - set(names))
+    if unnamed:
+        raise DatasetError(f"labels {unnamed[:5]} appear in val/test but have no training image")
+    frame.insert(3, "class_name", frame["label"].map(names))
+    frame["label"] = frame["label"].astype("int32")
+    return frame, pd.DataFrame(skipped, columns=["path", "reason"])

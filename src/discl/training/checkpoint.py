@@ -1,0 +1,63 @@
+"""Training checkpoints as one safetensors file: model and optimiser tensors, RNG states, and every
+non-tensor piece of state (epoch, curriculum state, logs) as JSON in the file's metadata. No pickle."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    state = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for index, entry in state["state"].items():
+        for key, value in entry.items():
+            if torch.is_tensor(value):
+                tensors[f"optim/{index}/{key}"] = value.detach().contiguous()
+            else:
+                scalars[f"{index}/{key}"] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def save_checkpoint(path: Path, module: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    generator: torch.Generator, meta: dict) -> Path:
+    """Write atomically (temp file + rename): a crash never leaves half a checkpoint."""
+    tensors = {f"model/{k}": v.detach().contiguous() for k, v in module.state_dict().items()}
+    optim_tensors, optim_meta = _optimizer_tensors(optimizer)
+    tensors |= optim_tensors
+    tensors["rng/generator"] = generator.get_state()
+    tensors["rng/torch"] = torch.get_rng_state()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_file(tensors, str(tmp), metadata={"state": json.dumps(meta | {"optimizer": optim_meta})})
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads(f.metadata()["state"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    return tensors, meta
+
+
+def restore(tensors: dict[str, torch.Tensor], meta: dict, module: torch.nn.Module, optimizer: torch.optim.Optimizer,
+            generator: torch.Generator) -> None:
+    module.load_state_dict({k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")})
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim/"):
+            _, index, name = key.split("/", 2)
+            state.setdefault(int(index), {})[name] = value
+    for key, value in meta["optimizer"]["scalars"].items():
+        index, name = key.split("/", 1)
+        state.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["optimizer"]["param_groups"]})
+    generator.set_state(tensors["rng/generator"])
+    torch.set_rng_state(tensors["rng/torch"])

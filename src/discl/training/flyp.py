@@ -1,0 +1,97 @@
+"""CLIP fine-tuning with the FLYP recipe (Goyal et al., "Finetune like you pretrain", CVPR 2023).
+
+Training uses the pretraining objective: open_clip's ``ClipLoss`` between each image and a
+caption of its class ("a photo of {name}." ...). The classifier is the zero-shot head: the
+normalised mean caption embedding of each class, scaled by the model's logit scale. WiSE-FT
+(Wortsman et al., CVPR 2022) optionally interpolates the fine-tuned weights with the zero-shot ones.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import open_clip
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..scoring.base import OpenClipScorer
+
+
+class FlypTask:
+    """The loop's task interface (``module``, ``net``, ``loss``, ``predict_proba``) for an open_clip model."""
+
+    def __init__(self, scorer: OpenClipScorer, class_names: Sequence[str], templates: Sequence[str]):
+        if not templates:
+            raise ValueError("FLYP needs at least one caption template")
+        self.scorer = scorer
+        self.module = scorer.model
+        self.net = scorer.model
+        self.class_names = list(class_names)
+        self.templates = list(templates)
+        captions = [[t.format(name=n) for t in self.templates] for n in self.class_names]
+        # tokens[c, t]: class c with template t
+        self.tokens = scorer.tokenizer([c for per_class in captions for c in per_class]).view(len(captions), len(self.templates), -1)
+        self.loss_fn = open_clip.ClipLoss()
+        self._head: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def head(self) -> torch.Tensor:
+        """Zero-shot classifier weights (C, D) from the current text tower."""
+        was_training = self.module.training
+        self.module.eval()
+        emb = self.module.encode_text(self.tokens.flatten(0, 1), normalize=True).view(*self.tokens.shape[:2], -1)
+        self.module.train(was_training)
+        return torch.nn.functional.normalize(emb.mean(1), dim=-1)
+
+    def loss(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # One caption per image; the template cycles with the position in the batch.
+        template = torch.arange(len(labels)) % len(self.templates)
+        text = self.tokens[labels, template]
+        image_features, text_features, scale = self.net(self.scorer.preprocess(images), text)[:3]
+        loss = self.loss_fn(image_features, text_features, scale)
+        if self._head is None:
+            self._head = self.head()
+        logits = scale.detach() * image_features.detach() @ self._head.T  # head of the last evaluation
+        return loss, logits
+
+    @torch.no_grad()
+    def predict_proba(self, images: torch.Tensor) -> torch.Tensor:
+        self._head = self.head()
+        self.module.eval()
+        scale = self.module.logit_scale.exp()
+        out = [(scale * self.scorer.embed_images(images[i : i + 512]) @ self._head.T).softmax(-1)
+               for i in range(0, len(images), 512)]
+        return torch.cat(out) if out else torch.zeros((0, len(self.class_names)))
+
+
+def wise_ft(zero_shot: dict[str, torch.Tensor], finetuned: dict[str, torch.Tensor], alpha: float) -> dict[str, torch.Tensor]:
+    """(1 - alpha) * zero-shot + alpha * fine-tuned, for floating-point tensors (others from the fine-tuned)."""
+    if not 0 <= alpha <= 1:
+        raise ValueError(f"WiSE-FT alpha must lie in [0, 1], got {alpha}")
+    if set(zero_shot) != set(finetuned):
+        raise ValueError("WiSE-FT needs two state dicts of the same architecture")
+    return {k: torch.lerp(zero_shot[k], v, alpha) if v.is_floating_point() else v for k, v in finetuned.items()}
+
+
+def create_open_clip(name: str, pretrained: str | None) -> OpenClipScorer:
+    """An open_clip model by architecture name; ``pretrained`` is an open_clip tag, a hub id or a local file."""
+    model = open_clip.create_model(name, pretrained=pretrained)
+    return OpenClipScorer(model, open_clip.get_tokenizer(name), name)
+
+
+def save_flyp(task: FlypTask, folder: Path, model_name: str, extra: dict | None = None) -> None:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in task.module.state_dict().items()}, str(folder / "open_clip_model.safetensors"))
+    meta = {"task": "flyp", "model": model_name, "class_names": task.class_names, "templates": task.templates, **(extra or {})}
+    (folder / "flyp.json").write_text(json.dumps(meta, indent=2))
+
+
+def load_flyp(folder: Path, scorer: OpenClipScorer) -> FlypTask:
+    """Fill ``scorer`` (built with the saved architecture) with the saved weights."""
+    meta = json.loads((Path(folder) / "flyp.json").read_text())
+    scorer.model.load_state_dict(load_file(str(Path(folder) / "open_clip_model.safetensors")))
+    scorer.model.eval()
+    return FlypTask(scorer, meta["class_names"], meta["templates"])
