@@ -22,3 +22,15 @@ def test_schema_reference_names_every_column_of_every_table():
         assert f"## {kind}" in text, kind
         for column in schema.names:
             assert re.search(rf"\b{column}\b", text), f"{kind}.{column} is not documented"
+
+
+def test_recipe_configs_are_valid(tmp_path):
+    from discl.config import load_config
+
+    blocks = re.findall(r"```yaml\n(.*?)```", (DOCS / "recipes.md").read_text(), re.S)
+    assert len(blocks) == 2
+    for i, block in enumerate(blocks):
+        path = tmp_path / f"recipe{i}.yaml"
+        path.write_text(block)
+        cfg = load_config(None, path)  # unknown keys or bad values raise
+        assert cfg.generate.backend == "diffusers" and cfg.generate.model == "sdxl-refiner"

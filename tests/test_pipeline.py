@@ -64,6 +64,7 @@ def test_curriculum_log_and_metrics(tiny_run):
     assert sorted(metrics["method"].unique()) == ["non-adaptive", "real-only"]
     assert set(metrics["bucket"]) == {"many", "medium", "few", "overall"}
     assert metrics["accuracy"].between(0, 100).all()
+    assert (run.root / "report.html").stat().st_size > 0 and "report" in result["timings"]
     assert 0 <= result["clip_zero_shot"] <= 1
     consistency = result["class_consistency"]
     assert consistency["n_images"] == len(pd.read_parquet(run.hard)) * 2  # strength-1.0 images: one per seed

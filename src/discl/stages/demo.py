@@ -48,6 +48,9 @@ def run_demo(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True) -> 
     step("train", run_train, run, cfg, echo, progress)
     metrics = step("eval", run_eval, run, cfg, lambda *_: None)
 
+    from ..report.build import build_report
+
+    report = step("report", build_report, run)
     wall = time.perf_counter() - start
     shown = metrics.assign(method=metrics["method"].map(lambda m: DISPLAY_NAMES.get(m, m)))
     echo("")
@@ -56,5 +59,6 @@ def run_demo(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True) -> 
     echo("")
     echo("stage seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
     echo(f"run directory: {run.root}")
+    echo(f"report: {report} (open it in a browser)")
     echo(f"wall time: {wall:.0f} s")
     return {"metrics": metrics, "clip_zero_shot": zero_shot, "class_consistency": consistency, "wall_seconds": wall, "timings": timings}
