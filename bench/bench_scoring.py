@@ -67,7 +67,8 @@ def make_run(root: Path, n_sources: int) -> RunDir:
                 Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(out)
                 synth.append(dict(synthetic_id=sid, source_id=f"src{i:04d}", label=label, class_name=CLASSES[label],
                                   prompt=f"a photo of the digit {CLASSES[label]}", strength=s, image_guidance=100 - round(100 * s),
-                                  text_guidance=2.0, seed=seed, noise_seed=0, generator="bench", path=str(out)))
+                                  text_guidance=2.0, seed=seed, noise_seed=0, generator="bench", path=str(out),
+                                  attempts=1, gen_text_sim=float("nan")))
     dataset = pd.DataFrame(rows, columns=["sample_id", "split", "label", "class_name", "path"])
     classes = pd.DataFrame({"label": range(10), "class_name": CLASSES, "train_count": 1, "bucket": "few"})
     hard = dataset.assign(bucket="few", p_true=0.1, pred_label=0, reason="few_shot")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,8 +75,9 @@ class RunDir:
 
     def resolve(self, path: str) -> Path:
         """Paths in tables are relative to the run directory unless absolute."""
-        p = Path(path)
-        return p if p.is_absolute() else self.root / p
+        # String joins: this runs once per image on large tables, where pathlib's parsing shows.
+        path = os.fspath(path)
+        return Path(path if os.path.isabs(path) else os.path.join(self.root, path))
 
     def relative(self, path: Path) -> str:
         try:
