@@ -91,7 +91,9 @@ class MineConfig:
     # its file paths are resolved against hard_csv_root (default: the CSV's folder).
     hard_csv: str | None = None
     hard_csv_root: str | None = None
-    base: ClassifierConfig = field(default_factory=ClassifierConfig)
+    # The base model judges hardness (and, in the demo, class consistency); Balanced Softmax keeps a
+    # long-tailed model from pushing tail images towards head classes.
+    base: ClassifierConfig = field(default_factory=lambda: ClassifierConfig(loss="bs"))
 
 
 @dataclass

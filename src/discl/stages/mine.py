@@ -23,12 +23,14 @@ from ..rundir import RunDir
 from ..tables import write_table
 from ..training.classifier import create_classifier, predict_proba, save_classifier
 from ..training.loop import StageData, train_with_curriculum
+from ..training.tasks import ClassifierTask
 from . import cache
 from .common import base_model_dir, classifier_settings, load_base_classifier
 
 
 def _train_classifier(run: RunDir, cfg: RunConfig, train_rows: pd.DataFrame, folder: Path, name: str, progress: bool) -> torch.nn.Module:
-    """A base model trained on ``train_rows`` with cross-entropy; cached in ``folder``."""
+    """A base model trained on ``train_rows`` with ``mine.base.loss`` (cross-entropy or Balanced
+    Softmax); cached in ``folder``."""
     dataset, classes = load_dataset_tables(run)
     settings = classifier_settings(cfg.mine.base, cfg.data.image_size, train_rows)
     if cache.is_current(folder, settings):
@@ -39,7 +41,11 @@ def _train_classifier(run: RunDir, cfg: RunConfig, train_rows: pd.DataFrame, fol
     val = load_split(run, dataset[dataset["split"] == "val"], cfg.data.image_size)
     model = create_classifier(cfg.mine.base.model, len(classes), cfg.mine.base.seed)
     data = StageData(images, labels, len(labels), 0)
-    train_with_curriculum(model, cfg.mine.base, RealOnly(cfg.mine.base.epochs), lambda _: data, val, name, progress)
+    # A class can be absent from an out-of-fold training split (a tail class's only image is the one
+    # being judged); count it as one image, so its prior is "rarest" rather than undefined.
+    counts = torch.bincount(labels, minlength=len(classes)).clamp(min=1)
+    task = ClassifierTask(model, cfg.mine.base.loss, counts, cfg.mine.base.bs_prior)
+    train_with_curriculum(task, cfg.mine.base, RealOnly(cfg.mine.base.epochs), lambda _: data, val, name, progress)
     save_classifier(model, folder, cfg.mine.base.model, len(classes))
     cache.mark_current(folder, settings)
     return model.eval()
