@@ -54,3 +54,14 @@ def tiny_run(tmp_path_factory):
     run = RunDir(tmp_path_factory.mktemp("tiny") / "run")
     result = run_demo(run, load_config(None, None, TINY), echo=lambda *_: None, progress=False)
     return run, result
+
+
+@pytest.fixture
+def run_copy(tiny_run, tmp_path, tiny_overrides):
+    """A writable copy of the tiny run, with the TINY settings."""
+    import shutil
+
+    run, _ = tiny_run
+    shutil.copytree(run.root, tmp_path / "run")
+    copy = RunDir(tmp_path / "run")
+    return copy, load_config(copy.root, None, tiny_overrides)

@@ -1,17 +1,15 @@
 """Mining rules, out-of-fold predictions, base models from timm + local weights, reference CSV import."""
 
 import json
-import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from discl.config import MineConfig, load_config
+from discl.config import MineConfig
 from discl.data.reference_csv import ReferenceCsvError, match_to_dataset, read_reference_csv
 from discl.mining import few_shot_mask, fold_ids, hard_rules, hardest_per_class, load_timm_judge, read_state_dict
-from discl.rundir import RunDir
 from discl.stages.common import fingerprint
 from discl.stages.mine import run_mine
 
@@ -82,14 +80,6 @@ def test_timm_judge_from_local_weights(tmp_path):
     assert torch.allclose(judge.predict_proba(images), expected, atol=1e-5)
     with pytest.raises(ValueError, match="base.safetensors does not fit timm model 'resnet10t' with 5 classes"):
         load_timm_judge("resnet10t", tmp_path / "base.safetensors", 5, 32, 16)
-
-
-@pytest.fixture
-def run_copy(tiny_run, tmp_path, tiny_overrides):
-    run, _ = tiny_run
-    shutil.copytree(run.root, tmp_path / "run")
-    copy = RunDir(tmp_path / "run")
-    return copy, load_config(copy.root, None, tiny_overrides)
 
 
 def test_out_of_fold_mining_judges_each_image_by_a_model_that_did_not_see_it(run_copy):

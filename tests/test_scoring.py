@@ -3,7 +3,9 @@ import pandas as pd
 import pytest
 import torch
 
-from discl.scoring.filter import apply_thresholds, similarity_table
+from discl.scoring.embeddings import EmbeddingStore
+from discl.scoring.filters import ImageSimInBand, TextSimAtLeast, apply_filters
+from discl.stages.score import similarity_frame
 from discl.scoring.tiny_clip import create_tiny_clip, load_tiny_clip, save_tiny_clip, tiny_clip_config, train_tiny_clip
 
 
@@ -12,12 +14,20 @@ def _unit(v):
     return v / v.norm(dim=-1, keepdim=True)
 
 
-def test_similarities_are_cosines_against_source_and_class_caption():
+def apply_thresholds(scores, text_threshold, image_threshold):
+    return apply_filters(scores, [TextSimAtLeast(text_threshold), ImageSimInBand(image_threshold)])
+
+
+def test_similarities_are_cosines_against_source_and_class_caption(tmp_path):
     synthetic = pd.DataFrame({"synthetic_id": ["x", "y"], "source_id": ["s1", "s2"], "label": [0, 1], "image_guidance": [10, 90]})
     images = _unit([[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]])
     sources = {"s1": _unit([1.0, 1.0, 0.0]), "s2": _unit([0.0, 1.0, 1.0])}
     captions = {0: _unit([0.0, 0.0, 1.0]), 1: _unit([0.0, 1.0, 0.0])}
-    table = similarity_table(synthetic, images, sources, captions)
+    store = EmbeddingStore(tmp_path / "emb", key="test", echo=lambda *_: None)
+    store.add("synthetic", ["x", "y"], images.numpy())
+    store.add("source", list(sources), torch.stack(list(sources.values())).numpy())
+    store.add("text", ["caption 0", "caption 1"], torch.stack([captions[0], captions[1]]).numpy())
+    table = similarity_frame(synthetic, store, ["caption 0", "caption 1"])
     assert np.allclose(table["image_sim"], [1 / np.sqrt(2), 1.0], atol=1e-6)
     assert np.allclose(table["text_sim"], [0.0, 1 / np.sqrt(2)], atol=1e-6)
 

@@ -8,17 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from discl.cli import main
-from discl.config import load_config
-from discl.rundir import RunDir
 from discl.stages import score as score_stage
-
-
-@pytest.fixture
-def run_copy(tiny_run, tmp_path, tiny_overrides):
-    run, _ = tiny_run
-    shutil.copytree(run.root, tmp_path / "run")
-    copy = RunDir(tmp_path / "run")
-    return copy, load_config(copy.root, None, tiny_overrides)
 
 
 def _no_model(*_, **__):
