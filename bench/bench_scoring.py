@@ -80,10 +80,8 @@ def make_run(root: Path, n_sources: int) -> RunDir:
 
 
 @torch.no_grad()
-def naive(run: RunDir, model, limit: int) -> pd.DataFrame:
+def naive(run: RunDir, model, preprocess, tokenizer, limit: int) -> pd.DataFrame:
     """Reference-style: three batch-1 forward passes per synthetic image, PIL preprocessing each time."""
-    preprocess = open_clip.image_transform(model.visual.image_size, is_train=False)
-    tokenizer = open_clip.get_tokenizer(MODEL)
     synthetic = pd.read_parquet(run.synthetic).head(limit)
     hard = pd.read_parquet(run.hard).set_index("sample_id")
     out = []
@@ -97,9 +95,9 @@ def naive(run: RunDir, model, limit: int) -> pd.DataFrame:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sources", type=int, default=64)
+    parser.add_argument("--sources", type=int, default=256, help="hard samples; x 40 synthetic images each")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--naive-images", type=int, default=320, help="the naive recipe is timed on this many images (it is slow)")
+    parser.add_argument("--naive-images", type=int, default=1000, help="the naive recipe is timed on this many images (it is slow)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -111,8 +109,12 @@ def main() -> None:
                                        "score.device=cpu", "score.text_threshold=0.0", "score.image_threshold=null"])
         print(f"{n} synthetic images from {args.sources} sources, 32x32 PNG, tiny open_clip ViT, {args.threads} CPU threads")
 
+        # The naive recipe's one-off set-up (transform, BPE tokenizer) and first forward pass stay out of its time.
+        preprocess = open_clip.image_transform(model.visual.image_size, is_train=False)
+        tokenizer = open_clip.get_tokenizer(MODEL)
+        naive(run, model, preprocess, tokenizer, 8)
         t0 = time.perf_counter()
-        reference = naive(run, model, args.naive_images)
+        reference = naive(run, model, preprocess, tokenizer, args.naive_images)
         t_naive = time.perf_counter() - t0
         n_naive = len(reference)
 

@@ -79,6 +79,28 @@ class RunDir:
         path = os.fspath(path)
         return Path(path if os.path.isabs(path) else os.path.join(self.root, path))
 
+    def resolve_all(self, paths) -> list[str]:
+        """:meth:`resolve` for many paths at once, as strings (no Path objects: this runs per image)."""
+        root = os.fspath(self.root)
+        return [p if os.path.isabs(p) else os.path.join(root, p) for p in map(os.fspath, paths)]
+
+    def missing_files(self, paths) -> list[str]:
+        """Those of ``paths`` that are not files on disk. One directory listing per folder rather than
+        one stat per file, which on large tables (and network file systems) costs far more."""
+        listed: dict[str, set[str] | None] = {}
+        absent = []
+        for path, full in zip(paths, self.resolve_all(paths)):
+            folder, name = os.path.split(full)
+            if folder not in listed:
+                try:
+                    listed[folder] = {e.name for e in os.scandir(folder) if e.is_file()}
+                except OSError:  # no such folder, or not one
+                    listed[folder] = None
+            names = listed[folder]
+            if names is None or name not in names:
+                absent.append(path)
+        return absent
+
     def relative(self, path: Path) -> str:
         try:
             return str(Path(path).resolve().relative_to(self.root))

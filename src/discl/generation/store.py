@@ -73,5 +73,6 @@ def done_rows(run: RunDir, plan: pd.DataFrame, committed: pd.DataFrame) -> pd.Da
     """Committed rows of ``plan`` (same id and generator) whose image file is on disk, in plan order."""
     keys = plan[["synthetic_id", "generator"]]
     rows = keys.merge(committed, on=["synthetic_id", "generator"], how="inner")[list(committed.columns)]
-    present = rows["path"].map(lambda p: run.resolve(p).exists()).astype(bool)
+    absent = set(run.missing_files(rows["path"].tolist()))
+    present = ~rows["path"].isin(absent)
     return rows[present].reset_index(drop=True)

@@ -5,7 +5,8 @@ and release the GIL; anything else goes through PIL."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -15,7 +16,11 @@ from PIL import Image, ImageOps
 from torchvision.io import ImageReadMode, decode_image
 
 
-def _read(path: Path, size: int) -> np.ndarray:
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _read(path: Path | str, size: int) -> np.ndarray:
     try:
         with open(path, "rb") as file:
             data = file.read()
@@ -27,7 +32,7 @@ def _read(path: Path, size: int) -> np.ndarray:
     return _read_pil(path, size)
 
 
-def _read_pil(path: Path, size: int) -> np.ndarray:
+def _read_pil(path: Path | str, size: int) -> np.ndarray:
     try:
         with Image.open(path) as image:
             image = image.convert("RGB")
@@ -38,8 +43,9 @@ def _read_pil(path: Path, size: int) -> np.ndarray:
         raise OSError(f"cannot read image {path}: {err}") from err
 
 
-def read_images(paths: Sequence[Path], size: int, workers: int = 4) -> torch.Tensor:
-    """Files -> uint8 (N, 3, size, size)."""
+def read_images(paths: Sequence[Path | str], size: int, workers: int | None = None) -> torch.Tensor:
+    """Files -> uint8 (N, 3, size, size). ``workers`` threads (default: one per CPU core this process may use;
+    more threads than cores only fight over the GIL)."""
     if not len(paths):
         return torch.zeros((0, 3, size, size), dtype=torch.uint8)
     out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
@@ -49,9 +55,22 @@ def read_images(paths: Sequence[Path], size: int, workers: int = 4) -> torch.Ten
             out[i] = _read(paths[i], size)
 
     # One task per contiguous slice: a task per file costs more than decoding a small PNG.
-    workers = max(1, min(workers, len(paths) // 64 or 1))
+    workers = max(1, min(workers or usable_cores(), len(paths) // 64 or 1))
     bounds = np.linspace(0, len(paths), workers + 1).astype(int)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for future in [pool.submit(fill, lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]:
             future.result()
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+
+
+def read_image_chunks(paths: Sequence[Path | str], size: int, chunk: int) -> Iterator[tuple[int, torch.Tensor]]:
+    """(start, images) for consecutive chunks of ``paths``; the next chunk is decoded in the background
+    while the caller embeds this one, so file decoding and the model's forward passes overlap."""
+    starts = range(0, len(paths), chunk)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(read_images, paths[:chunk], size) if len(paths) else None
+        for start in starts:
+            images = pending.result()
+            nxt = start + chunk
+            pending = pool.submit(read_images, paths[nxt : nxt + chunk], size) if nxt < len(paths) else None
+            yield start, images

@@ -21,7 +21,7 @@ from ..scoring.base import Scorer
 from ..scoring.embeddings import EmbeddingStore
 from ..scoring.factory import BACKENDS, create_scorer
 from ..scoring.filters import apply_filters, filters_from_config
-from ..scoring.loading import read_images
+from ..scoring.loading import read_image_chunks, read_images
 from ..scoring.summary import score_summary
 from ..scoring.tiny_clip import create_tiny_clip, load_tiny_clip, save_tiny_clip, tiny_clip_config, train_tiny_clip
 from ..tables import read_table, write_table
@@ -133,11 +133,11 @@ def embed_missing(run: RunDir, cfg: RunConfig, store: EmbeddingStore, sources: p
         counts = ", ".join(f"{len(v)} {k}" for k, v in todo.items() if v)
         raise ValueError(f"--rescore needs saved embeddings, but {counts} embeddings are missing in {store.folder}; run `discl score` without --rescore")
     path_of = dict(zip(synthetic["synthetic_id"], synthetic["path"]))
-    missing = [path_of[i] for i in todo["synthetic"] if not run.resolve(path_of[i]).exists()]
+    missing = run.missing_files([path_of[i] for i in todo["synthetic"]])
     if missing:
         raise FileNotFoundError(f"{len(missing)} synthetic images listed in {run.synthetic} are missing, e.g. {missing[0]}; rerun `discl generate`")
     source_path = dict(zip(sources["sample_id"], sources["path"]))
-    gone = [source_path[i] for i in todo["source"] if not run.resolve(source_path[i]).exists()]
+    gone = run.missing_files([source_path[i] for i in todo["source"]])
     if gone:
         raise FileNotFoundError(f"{len(gone)} source images listed in {run.hard} are missing, e.g. {gone[0]}")
 
@@ -147,9 +147,8 @@ def embed_missing(run: RunDir, cfg: RunConfig, store: EmbeddingStore, sources: p
         store.add("text", todo["text"], scorer.embed_texts(todo["text"]).numpy())
     for kind, ids, paths in (("source", todo["source"], source_path), ("synthetic", todo["synthetic"], path_of)):
         bar = tqdm(total=len(ids), desc=f"embed {kind}", disable=not progress, leave=False)
-        for i in range(0, len(ids), CHUNK):
-            chunk = ids[i : i + CHUNK]
-            images = read_images([run.resolve(paths[k]) for k in chunk], size)
+        for start, images in read_image_chunks(run.resolve_all([paths[k] for k in ids]), size, CHUNK):
+            chunk = ids[start : start + CHUNK]
             store.add(kind, chunk, scorer.embed_images(images).numpy())
             bar.update(len(chunk))
         bar.close()
@@ -168,7 +167,7 @@ def base_predictions(run: RunDir, cfg: RunConfig, synthetic: pd.DataFrame, resco
     path_of = dict(zip(synthetic["synthetic_id"], synthetic["path"]))
     for i in tqdm(range(0, len(todo), CHUNK), desc="base model", disable=not progress, leave=False):
         chunk = todo[i : i + CHUNK]
-        images = read_images([run.resolve(path_of[k]) for k in chunk], judge.image_size)
+        images = read_images(run.resolve_all([path_of[k] for k in chunk]), judge.image_size)
         store.add("synthetic", chunk, judge.predict_proba(images).numpy())
     return store.lookup("synthetic", synthetic["synthetic_id"].tolist())
 
