@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -25,6 +26,38 @@ from discl.generation.plan import plan_spectrum
 from discl.generation.runner import batches
 from discl.generation.tiny import save_tiny_pipeline
 from discl.prompts import PromptBank
+
+
+class UNetTimer:
+    """Wall time spent inside the UNet's forward, the number of calls and of samples they processed."""
+
+    @dataclass
+    class Totals:
+        seconds: float = 0.0
+        calls: int = 0
+        samples: int = 0
+
+        @property
+        def mean_batch(self) -> float:
+            return self.samples / max(self.calls, 1)
+
+    def __init__(self, unet: torch.nn.Module):
+        self.totals = self.Totals()
+        self._start = 0.0
+        unet.register_forward_pre_hook(self._before)
+        unet.register_forward_hook(self._after)
+
+    def _before(self, module, args):
+        self._start = time.perf_counter()
+
+    def _after(self, module, args, output):
+        self.totals.seconds += time.perf_counter() - self._start
+        self.totals.calls += 1
+        self.totals.samples += len(args[0])
+
+    def take(self) -> "UNetTimer.Totals":
+        out, self.totals = self.totals, self.Totals()
+        return out
 
 
 def main(argv=None):
@@ -62,11 +95,13 @@ def main(argv=None):
         gen._prompts.clear()
         gen._posteriors.clear()
 
+        unet_time = UNetTimer(gen.pipe.unet)
         t0 = time.perf_counter()
         naive = {}
         for row in plan.itertuples():
             naive[row.synthetic_id] = gen.reference_call(sources[row.source_id][None], row.prompt, row.strength, row.text_guidance, row.noise_seed)[0]
         t_naive = time.perf_counter() - t0
+        unet_naive = unet_time.take()
 
         t0 = time.perf_counter()
         batched = {}
@@ -75,12 +110,18 @@ def main(argv=None):
                               strength, text_guidance, rows.noise_seed.tolist())
             batched.update(zip(rows.synthetic_id, out))
         t_batched = time.perf_counter() - t0
+        unet_batched = unet_time.take()
 
     diff = torch.stack([(naive[k].int() - batched[k].int()).abs() for k in plan.synthetic_id])
     n = len(plan)
     print(f"reference-style loop (batch 1, one pipeline call per image): {n / t_naive:8.1f} images/s ({t_naive:.1f} s)")
     print(f"batched engine (batch size {args.batch_size}):                    {n / t_batched:8.1f} images/s ({t_batched:.1f} s)")
     print(f"speed-up: {t_naive / t_batched:.2f}x")
+    print(f"time in UNet forward passes: reference loop {unet_naive.seconds:.1f} s in {unet_naive.calls} calls of batch "
+          f"{unet_naive.mean_batch:.0f}, engine {unet_batched.seconds:.1f} s in {unet_batched.calls} calls of batch "
+          f"{unet_batched.mean_batch:.0f} ({100 * unet_batched.seconds / t_batched:.0f}% of its time); both make "
+          f"{unet_naive.samples} UNet sample evaluations, so even with everything else free the engine could reach at most "
+          f"{t_naive / unet_batched.seconds:.2f}x on this machine")
     print(f"outputs match: max |diff| = {int(diff.max())} of 255, {float((diff > 0).float().mean()) * 100:.4f}% of values differ "
           f"({'yes' if int(diff.max()) <= 1 else 'NO'}, tolerance 1 level)")
 

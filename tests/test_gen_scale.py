@@ -140,6 +140,15 @@ def test_dry_run_prints_the_plan_and_makes_nothing(tmp_path, model_dir):
     assert bad.exit_code == 2 and "error: --shard 3/2" in bad.output
 
 
+def test_empty_hard_set_is_one_clear_line(tmp_path, model_dir):
+    run = make_run(tmp_path / "run")
+    save_config(load_config(None, None, overrides(model_dir)), run.root)
+    write_table(pd.read_parquet(run.hard).head(0), run.hard, "hard")
+    result = CliRunner().invoke(main, ["generate", str(run.root)])
+    assert result.exit_code == 2 and "lists no hard sample: nothing to generate" in result.output
+    assert "Traceback" not in result.output and not run.synthetic.exists()
+
+
 @pytest.mark.slow
 def test_sigkill_mid_run_then_resume(tmp_path, model_dir):
     run = make_run(tmp_path / "run")

@@ -13,7 +13,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageOps
-from torchvision.io import ImageReadMode, decode_image
+
+try:
+    from torchvision.io import ImageReadMode, decode_image
+except ImportError:  # torchvision's image decoders are deprecated since 0.29; PIL does the work without them
+    decode_image = None
 
 
 def usable_cores() -> int:
@@ -21,6 +25,8 @@ def usable_cores() -> int:
 
 
 def _read(path: Path | str, size: int) -> np.ndarray:
+    if decode_image is None:
+        return _read_pil(path, size)
     try:
         with open(path, "rb") as file:
             data = file.read()
@@ -65,11 +71,10 @@ def read_images(paths: Sequence[Path | str], size: int, workers: int | None = No
 
 def read_image_chunks(paths: Sequence[Path | str], size: int, chunk: int) -> Iterator[tuple[int, torch.Tensor]]:
     """(start, images) for consecutive chunks of ``paths``; the next chunk is decoded in the background
-    while the caller embeds this one, so file decoding and the model's forward passes overlap."""
-    starts = range(0, len(paths), chunk)
+    while the caller works on this one (e.g. a model's forward passes on a GPU)."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(read_images, paths[:chunk], size) if len(paths) else None
-        for start in starts:
+        for start in range(0, len(paths), chunk):
             images = pending.result()
             nxt = start + chunk
             pending = pool.submit(read_images, paths[nxt : nxt + chunk], size) if nxt < len(paths) else None

@@ -21,7 +21,7 @@ from ..scoring.base import Scorer
 from ..scoring.embeddings import EmbeddingStore
 from ..scoring.factory import BACKENDS, create_scorer
 from ..scoring.filters import apply_filters, filters_from_config
-from ..scoring.loading import read_image_chunks, read_images
+from ..scoring.loading import read_image_chunks
 from ..scoring.summary import score_summary
 from ..scoring.tiny_clip import create_tiny_clip, load_tiny_clip, save_tiny_clip, tiny_clip_config, train_tiny_clip
 from ..tables import read_table, write_table
@@ -163,12 +163,15 @@ def base_predictions(run: RunDir, cfg: RunConfig, synthetic: pd.DataFrame, resco
     todo = store.missing("synthetic", synthetic["synthetic_id"].tolist())
     if todo and rescore:
         raise ValueError(f"--rescore needs saved base-model predictions, but {len(todo)} are missing; run `discl score` without --rescore")
-    judge = load_judge(run, cfg) if todo else None
-    path_of = dict(zip(synthetic["synthetic_id"], synthetic["path"]))
-    for i in tqdm(range(0, len(todo), CHUNK), desc="base model", disable=not progress, leave=False):
-        chunk = todo[i : i + CHUNK]
-        images = read_images(run.resolve_all([path_of[k] for k in chunk]), judge.image_size)
-        store.add("synthetic", chunk, judge.predict_proba(images).numpy())
+    if todo:
+        judge = load_judge(run, cfg)
+        path_of = dict(zip(synthetic["synthetic_id"], synthetic["path"]))
+        bar = tqdm(total=len(todo), desc="base model", disable=not progress, leave=False)
+        for start, images in read_image_chunks(run.resolve_all([path_of[k] for k in todo]), judge.image_size, CHUNK):
+            chunk = todo[start : start + CHUNK]
+            store.add("synthetic", chunk, judge.predict_proba(images).numpy())
+            bar.update(len(chunk))
+        bar.close()
     return store.lookup("synthetic", synthetic["synthetic_id"].tolist())
 
 
