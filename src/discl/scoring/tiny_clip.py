@@ -4,6 +4,7 @@ weights, trained contrastively (open_clip's ClipLoss) on image/caption pairs in-
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,10 +34,23 @@ def _register(config: dict, folder: Path) -> None:
     open_clip.add_model_config(path)
 
 
+class _NoRandomInitWarning(logging.Filter):
+    """open_clip warns that a model without pretrained weights is random; here that is intended
+    (it is trained next, or its saved weights are loaded), so the warning would only mislead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "No pretrained weights loaded" not in record.getMessage()
+
+
 def create_tiny_clip(config: dict, folder: Path, seed: int = 0) -> OpenClipScorer:
     _register(config, folder)
     torch.manual_seed(seed)
-    model = open_clip.create_model(MODEL_NAME, pretrained=None)
+    quiet = _NoRandomInitWarning()
+    logging.getLogger().addFilter(quiet)
+    try:
+        model = open_clip.create_model(MODEL_NAME, pretrained=None)
+    finally:
+        logging.getLogger().removeFilter(quiet)
     return OpenClipScorer(model, open_clip.get_tokenizer(MODEL_NAME), MODEL_NAME)
 
 
