@@ -19,11 +19,23 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from diffusers.utils import logging as diffusers_logging
 from diffusers.utils.torch_utils import randn_tensor
+
+@contextmanager
+def _diffusers_errors_only():
+    previous = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        diffusers_logging.set_verbosity(previous)
+
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 #: scheduler name -> diffusers class name; "default" keeps the model's own scheduler.
@@ -122,15 +134,10 @@ class DiffusersImg2Img:
     @torch.no_grad()
     def _posterior(self, key: str, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if key not in self._posteriors:
-            vae = self.pipe.vae
-            upcast = vae.config.force_upcast and self.dtype == torch.float16
-            if upcast:
-                vae.to(dtype=torch.float32)
+            vae = self._vae()
             x = (image[None] * 2 - 1).to(self.device, dtype=vae.dtype)
             dist = vae.encode(x).latent_dist
             self._posteriors[key] = (dist.mean, dist.std)
-            if upcast:
-                vae.to(dtype=self.dtype)
             while len(self._posteriors) > self.options.cache_size:
                 self._posteriors.popitem(last=False)
         return self._posteriors[key]
@@ -193,18 +200,22 @@ class DiffusersImg2Img:
             time_ids = torch.cat([neg_time_ids.repeat(len(prompts), 1), time_ids])
         return embeds, {"text_embeds": pooled.to(self.device), "time_ids": time_ids.to(self.device)}
 
+    def _vae(self):
+        """The VAE; in fp32 if it overflows in fp16 (its config's ``force_upcast``), as the pipelines
+        upcast it. Cast once and kept there, instead of back and forth on every call."""
+        vae = self.pipe.vae
+        if vae.config.force_upcast and vae.dtype == torch.float16:
+            with _diffusers_errors_only():  # diffusers warns about any dtype cast after loading
+                vae.to(dtype=torch.float32)
+        return vae
+
     @torch.no_grad()
     def _decode(self, latents: torch.Tensor) -> torch.Tensor:
-        vae = self.pipe.vae
-        upcast = vae.config.force_upcast and vae.dtype == torch.float16
-        if upcast:
-            vae.to(dtype=torch.float32)
+        vae = self._vae()
         latents = latents.to(vae.dtype)
         mean, std = self._latent_stats(latents)
         latents = latents * std / vae.config.scaling_factor + mean if mean is not None else latents / vae.config.scaling_factor
         image = vae.decode(latents, return_dict=False)[0]
-        if upcast:
-            vae.to(dtype=torch.float16)
         # as the pipeline's postprocess to numpy, then x255 and rounded
         return ((image.float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).cpu()
 
@@ -248,9 +259,11 @@ class DiffusersImg2Img:
         """What the reference code does: one plain pipeline call for one output (batch 1). For benchmarks and tests."""
         x = self._prepare_images(images)
         kwargs = {"aesthetic_score": self.options.aesthetic_score, "negative_aesthetic_score": self.options.negative_aesthetic_score} if self.is_xl else {}
-        out = self.pipe(
-            prompt=prompt, image=x, strength=strength, num_inference_steps=self.options.steps,
-            guidance_scale=text_guidance, negative_prompt=self.options.negative_prompt or None,
-            generator=[torch.Generator("cpu").manual_seed(int(noise_seed))], output_type="pt", **kwargs,
-        ).images
+        with _diffusers_errors_only():  # diffusers warns on every dtype cast, and the SDXL pipeline casts its VAE per call
+            self.pipe.vae.to(dtype=self.dtype)  # the pipeline upcasts it itself where it does so
+            out = self.pipe(
+                prompt=prompt, image=x, strength=strength, num_inference_steps=self.options.steps,
+                guidance_scale=text_guidance, negative_prompt=self.options.negative_prompt or None,
+                generator=[torch.Generator("cpu").manual_seed(int(noise_seed))], output_type="pt", **kwargs,
+            ).images
         return (out.float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
