@@ -62,7 +62,7 @@ class UNetTimer:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--kind", choices=["sd", "sdxl-refiner"], default="sd")
+    ap.add_argument("--kind", choices=["sd", "sdxl", "sdxl-refiner"], default="sd")
     ap.add_argument("--sources", type=int, default=8)
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--strengths", type=int, default=10, help="0.1, 0.2, ... up to this many tenths")

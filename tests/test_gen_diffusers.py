@@ -9,7 +9,7 @@ from discl.generation.diffusers_backend import DiffusersImg2Img, working_size
 from discl.generation.factory import create_generator, generator_name, resolve_model
 from discl.generation.tiny import save_tiny_pipeline
 
-KINDS = ("sd", "sdxl-refiner")
+KINDS = ("sd", "sdxl", "sdxl-refiner")
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +38,9 @@ def test_factory_loads_the_right_pipeline(generators, tmp_path):
     assert isinstance(refiner.pipe, StableDiffusionXLImg2ImgPipeline) and refiner.is_xl
     assert refiner.pipe.text_encoder is None and refiner.pipe.text_encoder_2 is not None
     assert refiner.pipe.config.requires_aesthetics_score
+    base = generators["sdxl"]
+    assert isinstance(base.pipe, StableDiffusionXLImg2ImgPipeline) and base.is_xl
+    assert base.pipe.text_encoder is not None and not base.pipe.config.requires_aesthetics_score
     assert resolve_model("sdxl-refiner") == "stabilityai/stable-diffusion-xl-refiner-1.0"
     assert generator_name(GeneratorConfig(backend="diffusers", model="sdxl-refiner")) == "diffusers/sdxl-refiner"
     (tmp_path / "empty").mkdir()
@@ -57,7 +60,7 @@ def test_working_size_rounds_to_the_vae_multiple():
         working_size(0, 10, 8)
 
 
-@pytest.mark.parametrize("kind,strength", [("sd", 1.0), ("sdxl-refiner", 0.5)])
+@pytest.mark.parametrize("kind,strength", [("sd", 1.0), ("sdxl", 0.75), ("sdxl-refiner", 0.5)])
 def test_matches_one_plain_pipeline_call_per_image(generators, images, kind, strength):
     """The batched loop draws the same random numbers as the pipeline's own __call__ (batch 1, one
     generator): uint8 outputs agree to within 1 level (float reordering), nearly all exactly."""

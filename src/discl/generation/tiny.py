@@ -97,10 +97,34 @@ def tiny_refiner_pipeline(tokenizer_dir: Path, seed: int = 0):
     )
 
 
+def tiny_sdxl_pipeline(tokenizer_dir: Path, seed: int = 0):
+    """SDXL-base-like img2img: two text encoders (hidden states concatenated), size/crop conditioning, Euler."""
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLImg2ImgPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    tok = write_clip_tokenizer(tokenizer_dir)
+    torch.manual_seed(seed)
+    te = CLIPTextModel(_text_config(tok, projection=False))
+    te2 = CLIPTextModelWithProjection(_text_config(tok, projection=True))
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4), use_linear_projection=True, transformer_layers_per_block=(1, 2),
+        addition_embed_type="text_time", addition_time_embed_dim=8, projection_class_embeddings_input_dim=6 * 8 + 32,
+        cross_attention_dim=64,
+    )
+    sched = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1,
+                                   timestep_spacing="leading")
+    return StableDiffusionXLImg2ImgPipeline(
+        vae=_vae(), text_encoder=te, tokenizer=tok, text_encoder_2=te2, tokenizer_2=tok, unet=unet, scheduler=sched,
+        requires_aesthetics_score=False, force_zeros_for_empty_prompt=True,
+    )
+
+
 def save_tiny_pipeline(kind: str, folder: Path, seed: int = 0) -> Path:
-    """Build the tiny ``kind`` ("sd" or "sdxl-refiner") pipeline and save it as a diffusers folder."""
+    """Build the tiny ``kind`` ("sd", "sdxl" or "sdxl-refiner") pipeline and save it as a diffusers folder."""
     folder = Path(folder)
-    builders = {"sd": tiny_sd_pipeline, "sdxl-refiner": tiny_refiner_pipeline}
+    builders = {"sd": tiny_sd_pipeline, "sdxl": tiny_sdxl_pipeline, "sdxl-refiner": tiny_refiner_pipeline}
     if kind not in builders:
         raise ValueError(f"unknown tiny pipeline {kind!r}; known: {sorted(builders)}")
     builders[kind](folder / "_tokenizer", seed).save_pretrained(folder)
