@@ -89,13 +89,13 @@ def _validation():
     return CurriculumValidation(images, torch.tensor([0, 1, 2, 0, 1, 2]), torch.tensor([10, 10, 50, 50, 100, 100]))
 
 
-def _train(out_dir, stop_after=None, curriculum=None, cfg=None):
+def _train(out_dir, stop_after=None, curriculum=None, cfg=None, echo=None):
     cfg = cfg or ClassifierConfig(model="resnet10t", epochs=5, batch_size=4, lr=1e-3, optimizer="adam")
     model = create_classifier(cfg.model, 3, seed=0)
     curriculum = curriculum or Adaptive([10, 50, 100], 4, 5, _validation(), smoothing=0.3)
     log = train_with_curriculum(ClassifierTask(model, "bs", torch.tensor([5.0, 4.0, 3.0])), cfg, curriculum, _data, VAL,
                                 "m", progress=False, out_dir=out_dir, settings={"k": 1}, stop_after=stop_after,
-                                sampling=TailSampling(0.5, 0.4))
+                                sampling=TailSampling(0.5, 0.4), echo=echo)
     return log, model
 
 
@@ -105,7 +105,9 @@ def test_stop_and_resume_gives_identical_weights_and_logs(tmp_path):
     assert len(first) == 2
     tensors, meta = load_checkpoint(tmp_path / "b" / CHECKPOINT)
     assert meta["run"]["epoch"] == 2 and any(k.startswith("optim/") for k in tensors)
-    resumed_log, resumed = _train(tmp_path / "b")
+    said = []
+    resumed_log, resumed = _train(tmp_path / "b", echo=said.append)
+    assert said == [f"m: resuming after epoch 2 of 5 ({tmp_path / 'b' / CHECKPOINT})"]
     drop = lambda log: [{k: v for k, v in r.items() if k not in ("seconds", "eval_seconds")} for r in log]
     assert drop(resumed_log) == drop(straight_log)
     for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
@@ -116,8 +118,9 @@ def test_stop_and_resume_gives_identical_weights_and_logs(tmp_path):
     assert log.equals(pd.read_parquet(tmp_path / "a" / CURRICULUM_LOG))
     # a checkpoint made with other settings is not resumed from
     other = train_with_curriculum(create_classifier("resnet10t", 3), ClassifierConfig(epochs=1, batch_size=4), NonAdaptive([10], 1, 1),
-                                  _data, VAL, "m", progress=False, out_dir=tmp_path / "b", settings={"k": 2})
+                                  _data, VAL, "m", progress=False, out_dir=tmp_path / "b", settings={"k": 2}, echo=said.append)
     assert len(other) == 1 and other[0]["epoch"] == 0
+    assert "settings changed" in said[-1]
 
 
 def test_the_adaptive_choice_is_what_the_next_stage_trains_on(tmp_path):

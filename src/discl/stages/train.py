@@ -173,7 +173,8 @@ def train_method(run: RunDir, cfg: RunConfig, method: str, inputs: TrainInputs, 
     settings = {"method": method, "train": asdict(t), "image_size": cfg.data.image_size,
                 "data": fingerprint(inputs.train_rows["sample_id"]), "held_out": exclude}
     log = train_with_curriculum(task, t.classifier, curriculum, builder, inputs.val, method, progress,
-                                sampling=sampling, out_dir=out_dir, settings=settings, resume=t.resume, stop_after=stop_after)
+                                sampling=sampling, out_dir=out_dir, settings=settings, resume=t.resume, stop_after=stop_after,
+                                echo=echo)
     if len(log) < t.classifier.epochs or not ddp.is_main():
         return log, task
     extra = {"method": method, "train": asdict(t), "held_out_sources": exclude}

@@ -116,13 +116,15 @@ def train_with_curriculum(
     settings: dict | None = None,
     resume: bool = True,
     stop_after: int | None = None,
+    echo=None,
 ) -> list[dict]:
     """Train ``model`` (an nn.Module, trained with cross-entropy, or a task from training.tasks) in place
     for ``cfg.epochs`` epochs; return one log row per epoch.
 
     With ``out_dir``: checkpoint.safetensors and metrics.jsonl are written after every epoch and
     curriculum_log.parquet after every stage; a checkpoint whose ``settings`` match is resumed from.
-    ``stop_after`` ends this call after that many epochs (the checkpoint lets a later call go on)."""
+    ``stop_after`` ends this call after that many epochs (the checkpoint lets a later call go on).
+    ``echo`` (optional) is told when a checkpoint is resumed from or set aside."""
     task = as_task(model)
     task.net = ddp.wrap(task.module)
     total_epochs = cfg.epochs
@@ -139,6 +141,10 @@ def train_with_curriculum(
             state.load(meta["run"])
             if meta.get("curriculum") is not None:
                 curriculum.load_state_dict(meta["curriculum"])
+            if echo is not None and 0 < state.epoch < total_epochs:
+                echo(f"{method}: resuming after epoch {state.epoch} of {total_epochs} ({checkpoint})")
+        elif echo is not None:
+            echo(f"{method}: the settings changed since {checkpoint} was written; training from the start")
 
     def record_curriculum(rows: list[dict], stage_index: int, used: str) -> None:
         state.curriculum_log += [{"method": method, "stage": stage_index, "epoch": state.epoch, "used": used, **r} for r in rows]
