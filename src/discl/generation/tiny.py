@@ -74,23 +74,31 @@ def tiny_sd_pipeline(tokenizer_dir: Path, seed: int = 0):
     )
 
 
+def _xl_unet_and_scheduler(time_ids: int, cross_attention_dim: int):
+    """An SDXL-style UNet (text_time conditioning from ``time_ids`` numbers and the pooled text) and Euler."""
+    from diffusers import EulerDiscreteScheduler, UNet2DConditionModel
+
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4), use_linear_projection=True, transformer_layers_per_block=(1, 2),
+        addition_embed_type="text_time", addition_time_embed_dim=8, projection_class_embeddings_input_dim=time_ids * 8 + 32,
+        cross_attention_dim=cross_attention_dim,
+    )
+    sched = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1,
+                                   timestep_spacing="leading")
+    return unet, sched
+
+
 def tiny_refiner_pipeline(tokenizer_dir: Path, seed: int = 0):
     """SDXL-refiner-like img2img: only text_encoder_2 / tokenizer_2, aesthetics-score conditioning, Euler."""
-    from diffusers import EulerDiscreteScheduler, StableDiffusionXLImg2ImgPipeline, UNet2DConditionModel
+    from diffusers import StableDiffusionXLImg2ImgPipeline
     from transformers import CLIPTextModelWithProjection
 
     tok = write_clip_tokenizer(tokenizer_dir)
     torch.manual_seed(seed)
     te2 = CLIPTextModelWithProjection(_text_config(tok, projection=True))
-    unet = UNet2DConditionModel(
-        block_out_channels=(32, 64), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        attention_head_dim=(2, 4), use_linear_projection=True, transformer_layers_per_block=(1, 2),
-        addition_embed_type="text_time", addition_time_embed_dim=8, projection_class_embeddings_input_dim=5 * 8 + 32,
-        cross_attention_dim=32,
-    )
-    sched = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1,
-                                   timestep_spacing="leading")
+    unet, sched = _xl_unet_and_scheduler(time_ids=5, cross_attention_dim=32)  # sizes + aesthetic score
     return StableDiffusionXLImg2ImgPipeline(
         vae=_vae(), text_encoder=None, tokenizer=None, text_encoder_2=te2, tokenizer_2=tok, unet=unet, scheduler=sched,
         requires_aesthetics_score=True, force_zeros_for_empty_prompt=False,
@@ -99,22 +107,14 @@ def tiny_refiner_pipeline(tokenizer_dir: Path, seed: int = 0):
 
 def tiny_sdxl_pipeline(tokenizer_dir: Path, seed: int = 0):
     """SDXL-base-like img2img: two text encoders (hidden states concatenated), size/crop conditioning, Euler."""
-    from diffusers import EulerDiscreteScheduler, StableDiffusionXLImg2ImgPipeline, UNet2DConditionModel
+    from diffusers import StableDiffusionXLImg2ImgPipeline
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     tok = write_clip_tokenizer(tokenizer_dir)
     torch.manual_seed(seed)
     te = CLIPTextModel(_text_config(tok, projection=False))
     te2 = CLIPTextModelWithProjection(_text_config(tok, projection=True))
-    unet = UNet2DConditionModel(
-        block_out_channels=(32, 64), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        attention_head_dim=(2, 4), use_linear_projection=True, transformer_layers_per_block=(1, 2),
-        addition_embed_type="text_time", addition_time_embed_dim=8, projection_class_embeddings_input_dim=6 * 8 + 32,
-        cross_attention_dim=64,
-    )
-    sched = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1,
-                                   timestep_spacing="leading")
+    unet, sched = _xl_unet_and_scheduler(time_ids=6, cross_attention_dim=64)  # original size, crop, target size
     return StableDiffusionXLImg2ImgPipeline(
         vae=_vae(), text_encoder=te, tokenizer=tok, text_encoder_2=te2, tokenizer_2=tok, unet=unet, scheduler=sched,
         requires_aesthetics_score=False, force_zeros_for_empty_prompt=True,
