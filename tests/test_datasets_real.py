@@ -77,7 +77,7 @@ def _fake_iwildcam(root):
 
 
 def test_iwildcam_through_wilds_with_id_and_ood_splits_and_its_macro_f1(tmp_path):
-    rows = _fake_iwildcam(tmp_path / "wilds")
+    _fake_iwildcam(tmp_path / "wilds")
     dataset, classes, _ = prepare_dataset(RunDir(tmp_path / "run"), DataConfig(name="iwildcam", root=str(tmp_path / "wilds")))
     assert dataset["split"].value_counts().to_dict() == {"train": 6, "test": 2, "id_test": 2, "val": 1, "id_val": 1}
     assert classes["class_name"].tolist() == ["empty", "tayassu pecari", "dasyprocta punctata"]

@@ -3,7 +3,6 @@
 Each judge is independent of the model it judges: CLIP is scored against the test
 labels, the generator by a linear classifier fitted on real images of every class."""
 
-import numpy as np
 import pytest
 import torch
 from sklearn.linear_model import LogisticRegression

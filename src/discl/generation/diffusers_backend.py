@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from diffusers.utils import logging as diffusers_logging
 from diffusers.utils.torch_utils import randn_tensor
 
+
 @contextmanager
 def _diffusers_errors_only():
     previous = diffusers_logging.get_verbosity()
