@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from discl.config import GeneratorConfig
-from discl.generation.diffusers_backend import DiffusersImg2Img, working_size
+from discl.generation.diffusers_backend import DiffusersImg2Img, DiffusersOptions, working_size
 from discl.generation.factory import create_generator, generator_name, resolve_model
 from discl.generation.tiny import save_tiny_pipeline
 
@@ -136,3 +136,17 @@ def test_fp16_runs_its_vae_in_fp32_and_still_matches_the_pipeline(tmp_path, imag
     again = gen.img2img(images[:3], [0, 1, 2], PROMPTS[:3], 0.5, 5.0, SEEDS[:3])
     assert torch.equal(again, batched)
     assert "should be kept in float32" not in caplog.text
+
+
+def test_decoding_in_small_vae_batches_changes_nothing(generators, images):
+    g = generators["sd"]
+    whole = g.img2img(images, [0] * 5, PROMPTS, 0.75, 7.5, SEEDS)
+    assert g.options.vae_batch_size < len(images)  # the default already splits this batch
+    g.options.vae_batch_size = 1
+    try:
+        one_by_one = g.img2img(images, [0] * 5, PROMPTS, 0.75, 7.5, SEEDS)
+    finally:
+        g.options.vae_batch_size = DiffusersOptions().vae_batch_size
+    assert (whole.int() - one_by_one.int()).abs().max() <= 1
+    with pytest.raises(ValueError, match="vae_batch_size"):
+        DiffusersImg2Img(g.pipe, "x", DiffusersOptions(vae_batch_size=0))

@@ -130,6 +130,8 @@ class GeneratorConfig:
     resize: list[int] | None = None  # [width, height], rounded to the VAE's multiple, e.g. [480, 270]
     aesthetic_score: float = 6.0  # SDXL refiner conditioning
     negative_aesthetic_score: float = 2.5
+    # Images decoded per VAE call: the decoder's memory grows with it and with the image size.
+    vae_batch_size: int = 4
     # Scale: "local" or "ray" (Ray Data, one pipeline per actor); ray_address None starts Ray locally.
     engine: str = "local"
     ray_address: str | None = None

@@ -66,6 +66,7 @@ class DiffusersOptions:
     aesthetic_score: float = 6.0  # SDXL refiner conditioning (diffusers' defaults)
     negative_aesthetic_score: float = 2.5
     cache_size: int = 4096  # sources whose VAE posterior is kept
+    vae_batch_size: int = 4  # images decoded per VAE call: bounds the decoder's memory at large sizes
 
 
 class DiffusersImg2Img:
@@ -87,6 +88,8 @@ class DiffusersImg2Img:
         self._posteriors: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
         if self.options.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.options.steps}")
+        if self.options.vae_batch_size < 1:
+            raise ValueError(f"vae_batch_size must be >= 1, got {self.options.vae_batch_size}")
 
     # properties of the wrapped pipeline
     @property
@@ -216,7 +219,8 @@ class DiffusersImg2Img:
         latents = latents.to(vae.dtype)
         mean, std = self._latent_stats(latents)
         latents = latents * std / vae.config.scaling_factor + mean if mean is not None else latents / vae.config.scaling_factor
-        image = vae.decode(latents, return_dict=False)[0]
+        step = self.options.vae_batch_size
+        image = torch.cat([vae.decode(latents[i : i + step], return_dict=False)[0] for i in range(0, len(latents), step)])
         # as the pipeline's postprocess to numpy, then x255 and rounded
         return ((image.float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).cpu()
 

@@ -82,6 +82,7 @@ def create_diffusers_generator(cfg: GeneratorConfig) -> DiffusersImg2Img:
         resize=tuple(cfg.resize) if cfg.resize else None,
         aesthetic_score=cfg.aesthetic_score,
         negative_aesthetic_score=cfg.negative_aesthetic_score,
+        vae_batch_size=cfg.vae_batch_size,
     )
     if cfg.resize and len(cfg.resize) != 2:
         raise ValueError(f"generate.resize must be [width, height], got {cfg.resize}")
