@@ -44,9 +44,10 @@ def _normalise(x: torch.Tensor) -> torch.Tensor:
     return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
-class OpenClipScorer:
-    """Any open_clip model. Preprocessing is done on batched tensors (resize + crop + normalise),
-    which is much cheaper than PIL transforms image by image."""
+class BatchedScorer:
+    """What every CLIP backend shares: device and precision, and embedding in batches of
+    ``batch_size`` into L2-normalised vectors. A backend says how to preprocess images and how to
+    get one batch's image and text features."""
 
     def __init__(self, model: torch.nn.Module, tokenizer, name: str, batch_size: int = 256,
                  device: str | None = "cpu", precision: str = "fp32"):
@@ -56,6 +57,38 @@ class OpenClipScorer:
         self.tokenizer = tokenizer
         self.name = name
         self.batch_size = batch_size
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def text_features(self, texts: list[str]) -> torch.Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def embed_images(self, images: torch.Tensor) -> torch.Tensor:
+        out = [
+            _normalise(self.image_features(self.preprocess(images[i : i + self.batch_size]))).cpu()
+            for i in range(0, len(images), self.batch_size)
+        ]
+        return torch.cat(out) if out else torch.zeros((0, 0))
+
+    @torch.no_grad()
+    def embed_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        texts = list(texts)
+        out = [_normalise(self.text_features(texts[i : i + self.batch_size])).cpu() for i in range(0, len(texts), self.batch_size)]
+        return torch.cat(out) if out else torch.zeros((0, 0))
+
+
+class OpenClipScorer(BatchedScorer):
+    """Any open_clip model. Preprocessing is done on batched tensors (resize + crop + normalise),
+    which is much cheaper than PIL transforms image by image."""
+
+    def __init__(self, model: torch.nn.Module, tokenizer, name: str, batch_size: int = 256,
+                 device: str | None = "cpu", precision: str = "fp32"):
+        super().__init__(model, tokenizer, name, batch_size, device, precision)
         cfg = getattr(model.visual, "preprocess_cfg", {}) or {}
         size = cfg.get("size", getattr(model.visual, "image_size", 224))
         self.transform = TensorPreprocess(
@@ -67,22 +100,11 @@ class OpenClipScorer:
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         return self.transform(images, self.device, self.dtype)
 
-    @torch.no_grad()
-    def embed_images(self, images: torch.Tensor) -> torch.Tensor:
-        out = [
-            _normalise(self.model.encode_image(self.preprocess(images[i : i + self.batch_size]))).cpu()
-            for i in range(0, len(images), self.batch_size)
-        ]
-        return torch.cat(out) if out else torch.zeros((0, 0))
+    def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_image(pixels)
 
-    @torch.no_grad()
-    def embed_texts(self, texts: Sequence[str]) -> torch.Tensor:
-        texts = list(texts)
-        out = [
-            _normalise(self.model.encode_text(self.tokenizer(texts[i : i + self.batch_size]).to(self.device))).cpu()
-            for i in range(0, len(texts), self.batch_size)
-        ]
-        return torch.cat(out) if out else torch.zeros((0, 0))
+    def text_features(self, texts: list[str]) -> torch.Tensor:
+        return self.model.encode_text(self.tokenizer(texts).to(self.device))
 
 
 def zero_shot_predict(scorer: Scorer, images: torch.Tensor, captions: Sequence[str]) -> torch.Tensor:

@@ -3,12 +3,11 @@ or a local folder written by ``save_pretrained``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
-from .base import _normalise, resolve_device, resolve_dtype
+from .base import BatchedScorer
 from .preprocess import OPENAI_MEAN, OPENAI_STD, TensorPreprocess
 
 
@@ -17,15 +16,10 @@ def _features(out) -> torch.Tensor:
     return out if isinstance(out, torch.Tensor) else out.pooler_output
 
 
-class TransformersClipScorer:
+class TransformersClipScorer(BatchedScorer):
     def __init__(self, model, tokenizer, name: str, image_processor=None, batch_size: int = 256,
                  device: str | None = "cpu", precision: str = "fp32"):
-        self.device = resolve_device(device)
-        self.dtype = resolve_dtype(precision, self.device)
-        self.model = model.eval().to(self.device, self.dtype)
-        self.tokenizer = tokenizer
-        self.name = name
-        self.batch_size = batch_size
+        super().__init__(model, tokenizer, name, batch_size, device, precision)
         vision = model.config.vision_config
         size, crop, mean, std = vision.image_size, vision.image_size, OPENAI_MEAN, OPENAI_STD
         if image_processor is not None:
@@ -45,24 +39,12 @@ class TransformersClipScorer:
             images = (resized.clamp(0, 1) * 255).round().to(torch.uint8)
         return self.transform(images, self.device, self.dtype)
 
-    @torch.no_grad()
-    def embed_images(self, images: torch.Tensor) -> torch.Tensor:
-        out = [
-            _normalise(_features(self.model.get_image_features(pixel_values=self.preprocess(images[i : i + self.batch_size])))).cpu()
-            for i in range(0, len(images), self.batch_size)
-        ]
-        return torch.cat(out) if out else torch.zeros((0, 0))
+    def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        return _features(self.model.get_image_features(pixel_values=pixels))
 
-    @torch.no_grad()
-    def embed_texts(self, texts: Sequence[str]) -> torch.Tensor:
-        texts = list(texts)
-        out = []
-        for i in range(0, len(texts), self.batch_size):
-            batch = self.tokenizer(texts[i : i + self.batch_size], padding=True, truncation=True,
-                                   max_length=self.max_length, return_tensors="pt").to(self.device)
-            out.append(_normalise(_features(self.model.get_text_features(
-                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]))).cpu())
-        return torch.cat(out) if out else torch.zeros((0, 0))
+    def text_features(self, texts: list[str]) -> torch.Tensor:
+        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt").to(self.device)
+        return _features(self.model.get_text_features(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]))
 
 
 def _edge(spec, default: int) -> int:
