@@ -150,3 +150,12 @@ def test_decoding_in_small_vae_batches_changes_nothing(generators, images):
     assert (whole.int() - one_by_one.int()).abs().max() <= 1
     with pytest.raises(ValueError, match="vae_batch_size"):
         DiffusersImg2Img(g.pipe, "x", DiffusersOptions(vae_batch_size=0))
+
+
+@pytest.mark.parametrize("kind", ["sd", "sdxl"])
+def test_bad_requests_are_refused_before_any_work(generators, images, kind):
+    g = generators[kind]
+    with pytest.raises(ValueError, match=r"strength must lie in \(0, 1\], got 0"):
+        g.img2img(images[:1], [0], PROMPTS[:1], 0.0, 7.5, SEEDS[:1])
+    with pytest.raises(ValueError, match="images, prompts, noise_seeds must have one entry per output"):
+        g.img2img(images[:2], [0, 0], PROMPTS[:1], 0.5, 7.5, SEEDS[:2])

@@ -8,6 +8,14 @@ from typing import Protocol
 import torch
 
 
+def check_request(strength: float, **per_output: Sequence) -> None:
+    """The checks every backend makes: a strength in (0, 1] and one entry per output in each list."""
+    if not 0.0 < strength <= 1.0:
+        raise ValueError(f"strength must lie in (0, 1], got {strength}")
+    if len({len(v) for v in per_output.values()}) > 1:
+        raise ValueError(f"{', '.join(per_output)} must have one entry per output")
+
+
 class Generator(Protocol):
     #: Recorded with every image, so a table says which model made it.
     name: str

@@ -27,6 +27,8 @@ import torch.nn.functional as F
 from diffusers.utils import logging as diffusers_logging
 from diffusers.utils.torch_utils import randn_tensor
 
+from .base import check_request
+
 
 @contextmanager
 def _diffusers_errors_only():
@@ -234,10 +236,7 @@ class DiffusersImg2Img:
         text_guidance: float,
         noise_seeds: Sequence[int],
     ) -> torch.Tensor:
-        if not 0.0 < strength <= 1.0:
-            raise ValueError(f"strength must lie in (0, 1], got {strength}")
-        if not len(images) == len(prompts) == len(noise_seeds):
-            raise ValueError("images, prompts and noise_seeds must have one entry per output")
+        check_request(strength, images=images, prompts=prompts, noise_seeds=noise_seeds)
         pipe = self.pipe
         x = self._prepare_images(images)
         size = tuple(x.shape[-2:])

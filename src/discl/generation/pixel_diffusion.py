@@ -21,6 +21,8 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 from tqdm.auto import tqdm
 
+from .base import check_request
+
 
 @dataclass
 class PixelDiffusionSpec:
@@ -85,10 +87,7 @@ class PixelDiffusionGenerator:
         text_guidance: float,
         noise_seeds: Sequence[int],
     ) -> torch.Tensor:
-        if not 0.0 < strength <= 1.0:
-            raise ValueError(f"strength must lie in (0, 1], got {strength}")
-        if not len(images) == len(labels) == len(noise_seeds):
-            raise ValueError("images, labels and noise_seeds must have one entry per output")
+        check_request(strength, images=images, labels=labels, noise_seeds=noise_seeds)
         scheduler = DDIMScheduler.from_config(self.scheduler_config)
         scheduler.set_timesteps(self.inference_steps)
         # As diffusers' img2img pipelines: skip the first (1 - strength) of the denoising steps.
