@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import save_file
 
 from discl.config import ClassifierConfig
-from discl.curriculum import NonAdaptive
+from discl.curricula import NonAdaptive
 from discl.training import ddp
 from discl.training.loop import StageData, train_with_curriculum
 from discl.training.tasks import ClassifierTask

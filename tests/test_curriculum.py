@@ -1,6 +1,6 @@
 import pytest
 
-from discl.curriculum import NonAdaptive, RealOnly, Stage, create_curriculum, split_epochs
+from discl.curricula import NonAdaptive, RealOnly, Stage, create_curriculum, split_epochs
 
 
 def _unroll(curriculum):

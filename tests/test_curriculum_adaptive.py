@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from discl.curriculum import (
+from discl.curricula import (
     Adaptive, AllSynthetic, CudaCurriculum, CurriculumValidation, FixedLevel, NonAdaptive, PerClassAdaptive,
     RandomLevel, Stage, augment_image, best_level, create_curriculum, iqr_mean, level_scores,
 )

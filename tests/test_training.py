@@ -1,7 +1,7 @@
 import torch
 
 from discl.config import ClassifierConfig
-from discl.curriculum import NonAdaptive
+from discl.curricula import NonAdaptive
 from discl.training.classifier import create_classifier
 from discl.training.loop import StageData, cosine_lr, random_shift, train_with_curriculum
 

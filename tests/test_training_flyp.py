@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from discl.config import ClassifierConfig
-from discl.curriculum import RealOnly
+from discl.curricula import RealOnly
 from discl.scoring.tiny_clip import create_tiny_clip, load_tiny_clip, save_tiny_clip, tiny_clip_config
 from discl.training.flyp import FlypTask, load_flyp, save_flyp, wise_ft
 from discl.training.loop import StageData, train_with_curriculum

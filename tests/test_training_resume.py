@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from discl.config import ClassifierConfig
-from discl.curriculum import Adaptive, CurriculumValidation, NonAdaptive
+from discl.curricula import Adaptive, CurriculumValidation, NonAdaptive
 from discl.training.checkpoint import load_checkpoint
 from discl.training.classifier import create_classifier
 from discl.training.loop import CHECKPOINT, CURRICULUM_LOG, METRICS, StageData, TailSampling, train_with_curriculum

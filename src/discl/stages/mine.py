@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from ..config import RunConfig
-from ..curriculum import RealOnly
+from ..curricula import RealOnly
 from ..data import load_dataset_tables, load_split
 from ..data.reference_csv import match_to_dataset, read_reference_csv
 from ..mining import RULES, Judge, few_shot_mask, fold_ids, hard_rules, load_timm_judge, timm_judge_key  # noqa: F401 (RULES, hard_rules re-exported)
