@@ -16,6 +16,15 @@ def test_config_reference_lists_every_key_with_its_default():
     assert yaml.safe_load(block) == RunConfig().to_dict()
 
 
+def test_config_reference_is_generated_from_the_config_source():
+    import subprocess
+    import sys
+
+    script = DOCS.parent / "scripts" / "config_doc.py"
+    done = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
 def test_schema_reference_names_every_column_of_every_table():
     text = (DOCS / "schemas.md").read_text()
     for kind, schema in SCHEMAS.items():

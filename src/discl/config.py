@@ -50,6 +50,53 @@ class DataConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """Image transforms of a timm classifier, built by timm.data.create_transform (docs/curricula.md).
+    The defaults suit the demo's 16-pixel digits; the recipes use timm's ImageNet values."""
+
+    input_size: int | None = None  # side of the training/eval input; None: data.image_size
+    # Evaluation: resize the shorter side to input_size / crop_pct, then centre crop (timm's crop_pct).
+    crop_pct: float = 1.0
+    # Training: RandomResizedCrop over this fraction of the area and aspect ratio, then a horizontal flip
+    # with probability hflip; optional colour jitter (e.g. 0.4) and RandAugment (e.g. "rand-m9-mstd0.5").
+    scale: list[float] = field(default_factory=lambda: [0.75, 1.0])
+    ratio: list[float] = field(default_factory=lambda: [0.9, 1.1])
+    hflip: float = 0.0
+    color_jitter: float | None = None
+    auto_augment: str | None = None
+    interpolation: str = "bicubic"  # bilinear | bicubic | ...
+    # Normalisation; None: the model's own (its pretrained config; ImageNet's for timm models).
+    mean: list[float] | None = None
+    std: list[float] | None = None
+
+
+@dataclass
+class DeviceConfig:
+    """Where and how a model runs, and how images reach it (training, evaluation, mining)."""
+
+    # auto: cuda (cuda:LOCAL_RANK under torchrun) when CUDA is available, else cpu; or cpu, cuda, cuda:N.
+    device: str = "auto"
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 trains with a gradient scaler)
+    # DataLoader worker processes that decode images; None: the usable CPU cores (shared by the
+    # processes of one machine under torchrun); 0: decode in the main process.
+    num_workers: int | None = None
+    eval_batch_size: int = 256
+    channels_last: bool = False
+    # Unreadable or missing images are skipped and counted; above this fraction of an epoch (or of an
+    # evaluation) the run stops with an error naming the files.
+    max_skipped_fraction: float = 0.01
+
+
+@dataclass
+class TrainRuntime(DeviceConfig):
+    compile: bool = False  # torch.compile the model
+    # Split each batch into this many micro-batches (same optimisation batch, less memory).
+    accumulate: int = 1
+    eval_every: int = 1  # validation accuracy every k epochs (and after the last)
+    checkpoint_every_steps: int = 0  # > 0: also checkpoint inside an epoch, every that many optimiser steps
+
+
+@dataclass
 class ClassifierConfig:
     """A timm classifier and how to train it (the base model and the task model)."""
 
@@ -68,6 +115,12 @@ class ClassifierConfig:
     optimizer: str = "adamw"  # "sgd", "adam" or "adamw"
     momentum: float = 0.9  # sgd only
     warmup_epochs: float = 1.0  # linear warm-up, then cosine decay to zero
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class BaseModelConfig(ClassifierConfig, TrainRuntime):
+    """The mine stage's base model: what to train and where to run it."""
 
 
 @dataclass
@@ -93,7 +146,7 @@ class MineConfig:
     hard_csv_root: str | None = None
     # The base model judges hardness (and, in the demo, class consistency); Balanced Softmax keeps a
     # long-tailed model from pushing tail images towards head classes.
-    base: ClassifierConfig = field(default_factory=lambda: ClassifierConfig(loss="bs"))
+    base: BaseModelConfig = field(default_factory=lambda: BaseModelConfig(loss="bs"))
 
 
 @dataclass
@@ -234,7 +287,7 @@ class FlypConfig:
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(TrainRuntime):
     # Methods to train (curricula by name, see docs/curricula.md), e.g. "real-only", "non-adaptive".
     methods: list[str] = field(default_factory=lambda: ["real-only", "non-adaptive"])
     classifier: ClassifierConfig = field(default_factory=lambda: ClassifierConfig(epochs=40))
@@ -249,12 +302,18 @@ class TrainConfig:
 
 
 @dataclass
+class EvalConfig(DeviceConfig):
+    """`discl eval` (and `discl compare`'s test pass): where the trained models run."""
+
+
+@dataclass
 class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     mine: MineConfig = field(default_factory=MineConfig)
     generate: GeneratorConfig = field(default_factory=GeneratorConfig)
     score: ScorerConfig = field(default_factory=ScorerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     prompts: PromptsConfig = field(default_factory=PromptsConfig)
 
     def to_dict(self) -> dict[str, Any]:
