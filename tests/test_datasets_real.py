@@ -94,16 +94,20 @@ def test_iwildcam_through_wilds_with_id_and_ood_splits_and_its_macro_f1(tmp_path
 
 def test_eval_stage_reports_wilds_metrics_for_iwildcam(tmp_path):
     from discl.config import RunConfig
-    from discl.stages.evaluate import run_wilds_eval
+    from discl.config import AugmentConfig
+    from discl.stages.evaluate import load_task, run_wilds_eval
     from discl.training.classifier import create_classifier, save_classifier
+    from discl.training.transforms import classifier_transforms
 
     _fake_iwildcam(tmp_path / "wilds")
     cfg = RunConfig()
     cfg.data = DataConfig(name="iwildcam", root=str(tmp_path / "wilds"), image_size=16)
     run = RunDir(tmp_path / "run")
     dataset, classes, _ = prepare_dataset(run, cfg.data)
-    save_classifier(create_classifier("resnet10t", 3), run.method_dir("real-only"), "resnet10t", 3)
-    frame = run_wilds_eval(run, cfg, dataset, ["real-only"], echo=lambda *_: None)
+    model = create_classifier("resnet10t", 3)
+    save_classifier(model, run.method_dir("real-only"), "resnet10t", 3, classifier_transforms(model, AugmentConfig(), 16))
+    tasks = {"real-only": load_task(run.method_dir("real-only"))}
+    frame = run_wilds_eval(run, cfg, dataset, tasks, {}, echo=lambda *_: None)
     assert set(frame["split"]) == {"test", "id_test"}
     f1 = frame[frame["metric"] == "F1-macro_all"]["value"]
     assert len(f1) == 2 and f1.between(0, 1).all()

@@ -100,8 +100,10 @@ class Judge:
     model: torch.nn.Module | None  # None: only the key is known (nothing loaded)
     key: str  # identifies the model, so saved predictions are reused only with it
     image_size: int
-    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)  # (0.5, 0.5): the [-1, 1] input of models trained here
-    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    mean: tuple[float, ...] = (0.5, 0.5, 0.5)
+    std: tuple[float, ...] = (0.5, 0.5, 0.5)
+    crop_pct: float = 1.0
+    interpolation: str = "bicubic"
 
     @torch.no_grad()
     def predict_proba(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
@@ -129,7 +131,19 @@ def load_timm_judge(name: str, weights: Path, num_classes: int, image_size: int 
                          f"{str(err).splitlines()[1] if len(str(err).splitlines()) > 1 else ''}".strip()) from err
     data = timm.data.resolve_data_config({}, model=model)
     size = image_size or (data["input_size"][-1] if data.get("input_size") else fallback_size)
-    return Judge(model.eval(), timm_judge_key(name, weights, image_size), int(size), tuple(data["mean"]), tuple(data["std"]))
+    return Judge(model.eval(), timm_judge_key(name, weights, image_size), int(size), tuple(data["mean"]), tuple(data["std"]),
+                 float(data.get("crop_pct", 1.0)), str(data.get("interpolation", "bicubic")))
+
+
+def judge_task(judge: Judge):
+    """The judge as a task the data loader can feed: timm's evaluation transform at the judge's input
+    size (resize by crop_pct, centre crop) with its mean/std."""
+    from .training.tasks import ClassifierTask
+    from .training.transforms import saved_classifier_transforms
+
+    transforms = saved_classifier_transforms({"input_size": judge.image_size, "mean": judge.mean, "std": judge.std,
+                                              "crop_pct": judge.crop_pct, "interpolation": judge.interpolation})
+    return ClassifierTask(judge.model, transforms)
 
 
 def timm_judge_key(name: str, weights: Path, image_size: int | None) -> str:

@@ -113,10 +113,12 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("level", pa.int32()),  # image guidance of the synthetic data used; -1 = real only
             ("n_real", pa.int32()),
             ("n_synthetic", pa.int32()),
+            ("n_seen", pa.int32()),  # images trained on this epoch (tail sampling repeats or leaves out some)
+            ("n_skipped", pa.int32()),  # images of the epoch that could not be read, left out
             ("lr", pa.float32()),
             ("train_loss", pa.float32()),
             ("train_acc", pa.float32()),
-            ("val_acc", pa.float32()),
+            ("val_acc", pa.float32()),  # NaN on epochs without a validation pass (train.eval_every)
             ("seconds", pa.float32()),
         ]
     ),
