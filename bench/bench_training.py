@@ -6,7 +6,7 @@ train.py does them, side by side on the same JPEG files, and how their memory gr
 
 What runs, each in its own process (so peak memory is its own):
 1. A long-tailed image folder of JPEGs (ImageNet-like 500x375 photos of smooth noise) is written once,
-   with N training images and N/4 test images, plus 8N / 2N for the memory runs.
+   with N training images and N/2 test images, plus 8N / 4N for the memory runs.
 2. Throughput at N, alternating `--repeats` times (best run of each counts): one epoch of
    `discl train` (real-only, the given timm model, AdamW, batch, 224 px, the recipe's train transform
    RandomResizedCrop + flip + colour jitter) against the plain loop (timm.data.ImageDataset +
@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve()
+sys.path.insert(0, str(HERE.parents[1] / "src"))  # discl from this checkout, also where it is not installed
 SCALE = (0.08, 1.0)
 RATIO = (3 / 4, 4 / 3)
 
@@ -256,7 +257,7 @@ def main() -> None:
 
     sizes = [args.n] + ([] if args.no_memory else [8 * args.n])
     for n in sizes:
-        write_folder(args.data / f"images-{n}", n, max(16, n // 4))
+        write_folder(args.data / f"images-{n}", n, max(16, n // 2))
         prepare_run(args.data / f"images-{n}", args.data / f"run-{n}", args)
     print(f"{args.model}, {args.size} px, batch {args.batch_size}, {args.workers} workers, {args.device}, {args.precision}")
     n = args.n
@@ -275,15 +276,16 @@ def main() -> None:
         best = {side: max(results[f"{side} {what}"], key=lambda r: r["images"] / r["seconds"]) for side in ("discl", "plain")}
         rate = {side: r["images"] / r["seconds"] for side, r in best.items()}
         gpu = "".join(f", {side} GPU peak {r['gpu_bytes'] / 2**30:.2f} GiB" for side, r in best.items() if r["gpu_bytes"])
-        print(f"{what:5s} {n} images: discl {rate['discl']:.1f} images/s, plain loop {rate['plain']:.1f} images/s, "
+        print(f"{what:5s} {best['discl']['images']} images: discl {rate['discl']:.1f} images/s, plain loop {rate['plain']:.1f} images/s, "
               f"ratio {rate['discl'] / rate['plain']:.2f} (goal >= 0.9){gpu}")
     if len(sizes) > 1:
         big = sizes[1]
         for what in ("train", "eval"):
             _, memory[(what, big)] = trained(args.data / f"run-{big}", args, what)
             a, b = memory[(what, n)], memory[(what, big)]
+            scale = "" if what == "train" else " (test images: half as many)"
             print(f"{what:5s} peak memory (PSS, process + workers): {a / 2**20:.0f} MiB at {n} images, "
-                  f"{b / 2**20:.0f} MiB at {big}: growth {100 * (b / a - 1):+.1f}% (goal <= 15%)")
+                  f"{b / 2**20:.0f} MiB at {big}{scale}: growth {100 * (b / a - 1):+.1f}% (goal <= 15%)")
 
 
 if __name__ == "__main__":

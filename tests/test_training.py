@@ -121,3 +121,17 @@ def test_transforms_come_from_timm_with_the_models_own_normalisation():
     assert t.mean == (0.485, 0.456, 0.406) and t.input_size == 224  # ImageNet's, from the model's config
     custom = classifier_transforms(model, AugmentConfig(mean=[0.5] * 3, std=[0.25] * 3), 16)
     assert custom.mean == (0.5, 0.5, 0.5) and custom.std == (0.25, 0.25, 0.25) and custom.input_size == 16
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_asking_for_cuda_where_there_is_none_is_one_clear_line(run_copy, capsys):
+    from discl.cli import main
+
+    run, _ = run_copy
+    for stage, key in (("train", "train.device"), ("eval", "eval.device"), ("mine", "mine.base.device")):
+        with pytest.raises(SystemExit) as exit_info:
+            main([stage, str(run.root), "--no-progress", "--set", f"{key}=cuda", "--set", "mine.base.epochs=1"])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"error: {key} is 'cuda' but no CUDA device is available here (torch.cuda.is_available() is "
+                       "False); use auto or cpu"], stage

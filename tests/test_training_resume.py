@@ -65,15 +65,38 @@ def test_optimizers_and_schedule():
     assert lr_at(9, 999, 1000, 10, 1.0, 1.0) < 1e-4
 
 
-def test_tail_sampling_makes_the_tail_its_share_of_the_epoch():
-    tail = torch.zeros(1000, dtype=torch.bool)
+def test_tail_sampling_with_replacement_makes_the_tail_its_share_of_the_epoch():
+    tail = np.zeros(1000, dtype=bool)
     tail[900:] = True  # 900 non-tail, 100 tail images
-    order = torch.from_numpy(TailSampling(0.3, 0.136).order(tail.numpy(), np.random.default_rng(0)))
-    n_tail = int(tail[order].sum())
+    order = TailSampling(0.3, 0.136, rule="replacement").order(tail, np.random.default_rng(0))
     assert (~tail[order]).sum() == 270 and len(set(order[~tail[order]].tolist())) == 270
-    assert n_tail / len(order) == pytest.approx(0.136, abs=0.002)
+    assert tail[order].sum() / len(order) == pytest.approx(0.136, abs=0.002)
     with pytest.raises(ValueError):
         TailSampling(0.3, 1.0)
+    with pytest.raises(ValueError, match="unknown tail sampling rule 'x'"):
+        TailSampling(rule="x")
+
+
+def test_tail_sampling_reference_rule_keeps_every_real_tail_image_and_fills_with_synthetic_ones():
+    # 900 real non-tail, 20 real tail, 200 synthetic (tail) rows
+    real = np.arange(1120) < 920
+    tail = np.arange(1120) >= 900
+    rule = TailSampling(0.3, 0.136)
+    order = rule.order(tail, np.random.default_rng(0), real, in_curriculum=True)
+    keep = order[~tail[order]]
+    assert len(keep) == 270 and len(set(keep.tolist())) == 270  # int(0.3 * 900), without replacement
+    n_tail = int(0.136 / 0.864 * 270)  # 42, as the reference computes it
+    assert tail[order].sum() == n_tail
+    assert sorted(order[tail[order] & real[order]].tolist()) == list(range(900, 920))  # each real tail image once
+    fill = order[~real[order]]
+    assert len(fill) == n_tail - 20 and len(set(fill.tolist())) == len(fill)  # 200 in the pool: no repeats
+    # a pool smaller than what is needed is drawn with replacement
+    small = np.arange(930) >= 900
+    order = rule.order(small, np.random.default_rng(1), np.arange(930) < 920, in_curriculum=True)
+    assert (~np.isin(order, np.arange(920))).sum() == n_tail - 20 and len(set(order[order >= 920].tolist())) <= 10
+    # after the curriculum: the tail share comes from the real tail images, with replacement
+    order = rule.order(tail[:920], np.random.default_rng(2), real[:920], in_curriculum=False)
+    assert tail[order].sum() == n_tail and (~tail[order]).sum() == 270 and len(order) == 270 + n_tail
 
 
 def _validation(data):

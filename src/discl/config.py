@@ -145,8 +145,9 @@ class MineConfig:
     hard_csv: str | None = None
     hard_csv_root: str | None = None
     # The base model judges hardness (and, in the demo, class consistency); Balanced Softmax keeps a
-    # long-tailed model from pushing tail images towards head classes.
-    base: BaseModelConfig = field(default_factory=lambda: BaseModelConfig(loss="bs"))
+    # long-tailed model from pushing tail images towards head classes. 60 epochs: with random crops the
+    # demo's judge needs them to fit the tail classes.
+    base: BaseModelConfig = field(default_factory=lambda: BaseModelConfig(loss="bs", epochs=60))
 
 
 @dataclass

@@ -122,6 +122,8 @@ class Judge:
 def load_timm_judge(name: str, weights: Path, num_classes: int, image_size: int | None, fallback_size: int) -> Judge:
     import timm
 
+    from .training import models  # noqa: F401  (registers discl's extra timm models, e.g. resnet10)
+
     model = timm.create_model(name, pretrained=False, num_classes=num_classes)
     state = read_state_dict(weights)
     try:

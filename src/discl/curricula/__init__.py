@@ -55,7 +55,11 @@ def create_curriculum(
         level = o.fixed_level if name == "fixed" else _level_in(name)
         return FixedLevel(level, curriculum_epochs, total_epochs, name=name)
     if name == "random":
-        return RandomLevel(levels, curriculum_epochs, total_epochs, seed=seed, stage_length=o.stage_length)
+        # Like the adaptive curricula, the random variant draws only among levels >= min_level.
+        candidates = [lv for lv in levels if lv >= o.min_level]
+        if not candidates:
+            raise ValueError(f"no level in {list(levels)} is >= min_level {o.min_level}")
+        return RandomLevel(candidates, curriculum_epochs, total_epochs, seed=seed, stage_length=o.stage_length)
     if name in ADAPTIVE:
         if validation is None:
             raise ValueError(f"curriculum {name!r} needs a curriculum validation set")

@@ -51,7 +51,7 @@ def _train_classifier(run: RunDir, cfg: RunConfig, train_rows: pd.DataFrame, fol
     task = ClassifierTask(model, transforms, base.loss, counts, base.bs_prior)
     pool = RowPool(run, train_rows, None, dataset[dataset["split"] == "val"], set())
     data = TrainData(pool.rows, pool, pool.val, len(classes))
-    train_with_curriculum(task, base, base, RealOnly(base.epochs), data, name, progress)
+    train_with_curriculum(task, base, base, RealOnly(base.epochs), data, name, progress, device_key="mine.base.device")
     save_classifier(model, folder, base.model, len(classes), transforms)
     cache.mark_current(folder, settings)
     return task
@@ -88,7 +88,7 @@ def load_judge(run: RunDir, cfg: RunConfig, load: bool = True) -> Judge:
 
 
 def _predict(task: ClassifierTask, run: RunDir, rows: pd.DataFrame, cfg: RunConfig) -> Predictions:
-    return predict_rows([task], ImageRows.from_frame(rows, run.resolve_all), cfg.mine.base)[0]
+    return predict_rows([task], ImageRows.from_frame(rows, run.resolve_all), cfg.mine.base, device_key="mine.base.device")[0]
 
 
 def predictions(run: RunDir, cfg: RunConfig, train_rows: pd.DataFrame, progress: bool) -> Predictions:

@@ -45,7 +45,7 @@ def class_consistency(run: RunDir, cfg: RunConfig, strength: float = 1.0) -> dic
     captions = captions_for(classes, cfg.score.caption_template)
     clip_pred = zero_shot_predict(ensure_scorer(run, cfg, progress=False), images, [captions[k] for k in sorted(captions)])
     judged = ImageRows.concat([ImageRows.from_frame(rows, run.resolve_all), ImageRows.from_frame(test, run.resolve_all)])
-    out = predict_rows([base], judged, cfg.mine.base)[0]
+    out = predict_rows([base], judged, cfg.mine.base, device_key="mine.base.device")[0]
     right = out.pred == judged.labels
     return {
         "base": float(right[: len(rows)].mean()),

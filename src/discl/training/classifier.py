@@ -9,6 +9,7 @@ import timm
 import torch
 from safetensors.torch import load_file, save_file
 
+from . import models  # noqa: F401  (registers discl's extra timm models, e.g. resnet10)
 from .transforms import Transforms, saved_classifier_transforms
 
 

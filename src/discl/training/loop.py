@@ -61,6 +61,8 @@ class TrainData:
     stage_rows: Callable[[Stage], StageRows]
     val: np.ndarray  # positions of the validation split (val_acc); may be empty
     num_classes: int
+    # Each row is listed this many times per epoch, once per variant (FLYP: once per caption template).
+    variants_per_row: int = 1
 
 
 class _Run:
@@ -110,7 +112,7 @@ class Trainer:
 
     def __init__(self, task, optim: ClassifierConfig, runtime: TrainRuntime, curriculum: Curriculum, data: TrainData,
                  method: str, *, progress: bool = True, sampling: TailSampling | None = None, out_dir: Path | None = None,
-                 settings: dict | None = None, echo=None):
+                 settings: dict | None = None, echo=None, device_key: str = "train.device"):
         if runtime.accumulate < 1:
             raise ValueError(f"accumulate must be >= 1, got {runtime.accumulate}")
         if runtime.eval_every < 1:
@@ -118,7 +120,7 @@ class Trainer:
         self.task, self.optim, self.runtime, self.curriculum, self.data = task, optim, runtime, curriculum, data
         self.method, self.progress, self.sampling, self.echo = method, progress, sampling, echo or (lambda *_: None)
         self.seed = optim.seed
-        self.device = resolve_device(runtime.device)
+        self.device = resolve_device(runtime.device, device_key)
         task.to(self.device)
         if runtime.channels_last:
             task.module.to(memory_format=torch.channels_last)
@@ -181,9 +183,18 @@ class Trainer:
 
     # -- one epoch
     def _keys(self, stage: Stage, rows: StageRows) -> Keys:
-        order = epoch_order(len(rows.positions), self.seed, self.state.epoch, rows.tail, self.sampling)
+        in_curriculum = stage.level is not None or bool(stage.levels) or bool(stage.class_levels)
+        order = epoch_order(len(rows.positions), self.seed, self.state.epoch, rows.tail, self.sampling, rows.n_real,
+                            in_curriculum)
         positions = rows.positions[order]
         where = np.arange(len(order), dtype=np.int64)
+        variants = where
+        if self.data.variants_per_row > 1:
+            # One entry per (row, variant), shuffled together: the reference lists each image once per template.
+            k = self.data.variants_per_row
+            mix = np.random.default_rng(stable_seed("variants", self.seed, self.state.epoch)).permutation(len(order) * k)
+            positions, variants = np.repeat(positions, k)[mix], np.tile(np.arange(k), len(order))[mix]
+            where = np.arange(len(positions), dtype=np.int64)
         strengths = None
         if stage.augment:
             by_class = np.zeros(self.data.num_classes, dtype=np.int64)
@@ -191,7 +202,7 @@ class Trainer:
                 by_class[label] = strength
             strengths = by_class[self.data.rows.labels[positions]]
         draws = mix_seeds(stable_seed("draw", self.seed, self.state.epoch), where)
-        return Keys.make(positions, draws, strengths, variants=where, train=True)
+        return Keys.make(positions, draws, strengths, variants=variants, train=True)
 
     def _step(self, batch, n_global: int, sums: torch.Tensor) -> None:
         x, y, _, decoded, variants, real = batch
@@ -348,16 +359,18 @@ class Trainer:
 def train_with_curriculum(task, optim: ClassifierConfig, runtime: TrainRuntime, curriculum: Curriculum, data: TrainData,
                           method: str, progress: bool = True, *, sampling: TailSampling | None = None,
                           out_dir: Path | None = None, settings: dict | None = None, resume: bool = True,
-                          stop_after: int | None = None, stop_after_steps: int | None = None, echo=None) -> list[dict]:
+                          stop_after: int | None = None, stop_after_steps: int | None = None, echo=None,
+                          device_key: str = "train.device") -> list[dict]:
     """Train ``task`` (training/tasks.py) in place for ``optim.epochs`` epochs; return one log row per epoch.
 
     With ``out_dir``: checkpoint.safetensors and metrics.jsonl are written after every epoch (and every
     ``runtime.checkpoint_every_steps`` steps) and curriculum_log.parquet with them; a checkpoint whose
     ``settings`` match is resumed from. ``stop_after`` ends this call after that many epochs and
     ``stop_after_steps`` after that many steps (the checkpoint lets a later call go on). ``echo`` (optional)
-    is told when a checkpoint is resumed from or set aside, and about unreadable images."""
+    is told when a checkpoint is resumed from or set aside, and about unreadable images. ``device_key`` names
+    the device setting in errors."""
     trainer = Trainer(task, optim, runtime, curriculum, data, method, progress=progress, sampling=sampling,
-                      out_dir=out_dir, settings=settings, echo=echo)
+                      out_dir=out_dir, settings=settings, echo=echo, device_key=device_key)
     if resume:
         trainer.resume()
     return trainer.run(stop_after, stop_after_steps)

@@ -32,36 +32,68 @@ def mix_seeds(base: int, positions: np.ndarray) -> np.ndarray:
     return (z >> np.uint64(1)).astype(np.int64)
 
 
+TAIL_RULES = ("reference", "replacement")
+
+
 @dataclass(frozen=True)
 class TailSampling:
     """ImageNet-LT recipe: each epoch keeps ``non_tail_ratio`` of the non-tail images (drawn without
-    replacement) and draws tail images (with replacement) so that they are ``tail_fraction`` of the epoch."""
+    replacement) and adds tail images until they are ``tail_fraction`` of the epoch.
+
+    ``rule="reference"`` (the reference's data_loader_ImageNet.py): in a curriculum stage every real
+    tail image once, then the stage's synthetic images (or, at a stage without any, the real tail
+    again) fill up the tail share, drawn without replacement unless there are too few; after the
+    curriculum the tail share is drawn from the real tail images with replacement.
+    ``rule="replacement"``: the whole tail share is drawn with replacement from real tail and
+    synthetic images together."""
 
     non_tail_ratio: float = 0.3
     tail_fraction: float = 0.136
+    rule: str = "reference"
 
     def __post_init__(self) -> None:
         if not 0 < self.non_tail_ratio <= 1 or not 0 < self.tail_fraction < 1:
             raise ValueError(f"tail sampling needs 0 < non_tail_ratio <= 1 and 0 < tail_fraction < 1, got {self}")
+        if self.rule not in TAIL_RULES:
+            raise ValueError(f"unknown tail sampling rule {self.rule!r}; known: {list(TAIL_RULES)}")
 
-    def order(self, tail: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def order(self, tail: np.ndarray, rng: np.random.Generator, real: np.ndarray | None = None,
+              in_curriculum: bool = False) -> np.ndarray:
+        """Positions of one epoch. ``tail``: tail rows; ``real``: real rows (default: all);
+        ``in_curriculum``: the stage belongs to the curriculum period (reference rule)."""
         tail = np.asarray(tail, dtype=bool)
-        tail_idx, rest = np.flatnonzero(tail), np.flatnonzero(~tail)
-        keep = rest[rng.permutation(len(rest))[: max(1, round(self.non_tail_ratio * len(rest)))]] if len(rest) else rest
-        if not len(tail_idx):
-            chosen = keep
+        real = np.ones(len(tail), dtype=bool) if real is None else np.asarray(real, dtype=bool)
+        rest = np.flatnonzero(~tail)
+        if self.rule == "replacement":
+            keep = rest[rng.permutation(len(rest))[: max(1, round(self.non_tail_ratio * len(rest)))]] if len(rest) else rest
+            tail_idx = np.flatnonzero(tail)
+            if not len(tail_idx):
+                chosen = keep
+            else:
+                n_tail = max(1, round(self.tail_fraction / (1 - self.tail_fraction) * len(keep))) if len(keep) else len(tail_idx)
+                chosen = np.concatenate([keep, tail_idx[rng.integers(len(tail_idx), size=n_tail)]])
+            return chosen[rng.permutation(len(chosen))]
+        keep = rest[rng.permutation(len(rest))[: int(self.non_tail_ratio * len(rest))]]
+        n_tail = int(self.tail_fraction / (1 - self.tail_fraction) * len(keep))
+        real_tail = np.flatnonzero(tail & real)
+        if in_curriculum:
+            synthetic = np.flatnonzero(tail & ~real)
+            pool = synthetic if len(synthetic) else real_tail
+            need = n_tail - len(real_tail)
+            fill = pool[rng.choice(len(pool), need, replace=len(pool) <= need)] if need > 0 and len(pool) else pool[:0]
+            chosen = np.concatenate([keep, real_tail, fill])
         else:
-            n_tail = max(1, round(self.tail_fraction / (1 - self.tail_fraction) * len(keep))) if len(keep) else len(tail_idx)
-            chosen = np.concatenate([keep, tail_idx[rng.integers(len(tail_idx), size=n_tail)]])
+            chosen = np.concatenate([keep, real_tail[rng.integers(len(real_tail), size=n_tail)] if len(real_tail) else real_tail])
         return chosen[rng.permutation(len(chosen))]
 
 
 def epoch_order(n_rows: int, seed: int, epoch: int, tail: np.ndarray | None = None,
-                sampling: TailSampling | None = None) -> np.ndarray:
-    """Positions (into a stage's rows) in the order epoch ``epoch`` visits them."""
+                sampling: TailSampling | None = None, n_real: int | None = None, in_curriculum: bool = False) -> np.ndarray:
+    """Positions (into a stage's rows, the first ``n_real`` of them real) in the order epoch ``epoch`` visits them."""
     rng = np.random.default_rng(stable_seed("epoch-order", seed, epoch))
     if sampling is not None and tail is not None:
-        return sampling.order(tail, rng)
+        real = None if n_real is None else np.arange(n_rows) < n_real
+        return sampling.order(tail, rng, real, in_curriculum)
     return rng.permutation(n_rows)
 
 

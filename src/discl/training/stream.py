@@ -138,12 +138,13 @@ def _gather(local: torch.Tensor, where: np.ndarray, n: int, device: torch.device
     return kept[:, :3], kept[:, 3].astype(np.int64)
 
 
-def predict_rows(tasks: Sequence, rows: ImageRows, runtime: DeviceConfig, positions: np.ndarray | None = None) -> list[Predictions]:
+def predict_rows(tasks: Sequence, rows: ImageRows, runtime: DeviceConfig, positions: np.ndarray | None = None,
+                 device_key: str = "eval.device") -> list[Predictions]:
     """Predictions of every task on ``rows`` (all of them, or those at ``positions``) on the configured
     device, in one decoding pass; the tasks must share their evaluation transform."""
     from .device import resolve_device
 
-    device = resolve_device(runtime.device)
+    device = resolve_device(runtime.device, device_key)
     for task in tasks:
         task.to(device)
     stream = ImageStream(rows, tasks[0].transforms, runtime, device)
