@@ -184,3 +184,24 @@ def test_weights_load_at_the_edge_from_a_local_file(tmp_path):
     assert model.get_classifier().out_features == 3  # the head is sized for the task, not loaded
     with pytest.raises(FileNotFoundError, match="nothing.safetensors"):
         create_classifier("resnet10t", 3, pretrained=str(tmp_path / "nothing.safetensors"))
+
+
+def test_selection_keeps_the_weights_of_the_epoch_best_on_the_selection_rows(tmp_path):
+    from discl.training.loop import BEST
+
+    data = make_data(tmp_path / "images")
+    data.select = data.val
+    cfg = ClassifierConfig(epochs=4, batch_size=8, lr=5e-2, optimizer="sgd", warmup_epochs=0.0)
+    said = []
+    task = linear_task()
+    log = train_with_curriculum(task, cfg, TrainRuntime(num_workers=0), NonAdaptive([10], 2, 4), data, "s",
+                                progress=False, out_dir=tmp_path / "out", settings={}, echo=said.append)
+    accs = [r["select_acc"] for r in log]
+    best = int(np.argmax(accs))  # the first of equal bests: only a strict improvement moves the choice
+    assert said[-1] == f"s: keeping the weights of epoch {best + 1} (selection accuracy {100 * accs[best]:.2f}%)"
+    from safetensors.torch import load_file
+
+    kept = load_file(str(tmp_path / "out" / BEST))
+    assert all(torch.equal(kept[k], v) for k, v in task.module.state_dict().items())
+    _, meta = load_checkpoint(tmp_path / "out" / CHECKPOINT)
+    assert meta["run"]["best"] == {"epoch": best, "accuracy": accs[best]}

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from ..config import ClassifierConfig, TrainRuntime
@@ -27,7 +28,7 @@ from ..curricula import Curriculum, Stage
 from ..data.rows import ImageRows
 from ..seeding import stable_seed
 from . import ddp
-from .checkpoint import load_checkpoint, restore, save_checkpoint
+from .checkpoint import fsync_replace, load_checkpoint, restore, save_checkpoint
 from .device import autocast, grad_scaler, resolve_device, rng_states, set_rng_states, to_device
 from .optim import create_optimizer, lr_at
 from .sampling import Keys, TailSampling, epoch_order, mix_seeds
@@ -36,6 +37,7 @@ from .stream import ImageStream, Predictions
 CHECKPOINT = "checkpoint.safetensors"
 METRICS = "metrics.jsonl"
 CURRICULUM_LOG = "curriculum_log.parquet"
+BEST = "best.safetensors"  # the selected epoch's weights (TrainData.select)
 NAMED_SKIPS = 5  # unreadable files named per process in a log line or an error
 
 
@@ -63,6 +65,8 @@ class TrainData:
     num_classes: int
     # Each row is listed this many times per epoch, once per variant (FLYP: once per caption template).
     variants_per_row: int = 1
+    # Rows whose accuracy picks the epoch whose weights are kept (None: the final epoch's).
+    select: np.ndarray | None = None
 
 
 class _Run:
@@ -78,16 +82,17 @@ class _Run:
         self.started = False  # the curriculum has seen the model before training
         self.log: list[dict] = []
         self.curriculum_log: list[dict] = []
+        self.best: dict = {}  # {"epoch", "accuracy"} of the selected epoch so far (with TrainData.select)
 
     def to_json(self) -> dict:
-        return {"epoch": self.epoch, "batch": self.batch, "partial": self.partial,
+        return {"epoch": self.epoch, "batch": self.batch, "partial": self.partial, "best": self.best,
                 "history": [s.to_json() for s in self.history],
                 "current": None if self.current is None else self.current.to_json(), "done_in_stage": self.done_in_stage,
                 "started": self.started, "log": self.log, "curriculum_log": self.curriculum_log}
 
     def load(self, d: dict) -> None:
         self.epoch, self.done_in_stage, self.started = d["epoch"], d["done_in_stage"], d["started"]
-        self.batch, self.partial = d.get("batch", 0), d.get("partial", {})
+        self.batch, self.partial, self.best = d.get("batch", 0), d.get("partial", {}), d.get("best", {})
         self.history = [Stage.from_json(s) for s in d["history"]]
         self.current = None if d["current"] is None else Stage.from_json(d["current"])
         self.log, self.curriculum_log = d["log"], d["curriculum_log"]
@@ -320,6 +325,8 @@ class Trainer:
                 self.save()
                 if stop_after_steps is not None and self.steps >= stop_after_steps:
                     break
+            if state.epoch >= total:
+                self._keep_selected()
         finally:
             bar.close()
             self.stream.close()
@@ -338,6 +345,8 @@ class Trainer:
             "lr": sums["lr"], "train_loss": sums["loss"], "train_acc": sums["acc"], "val_acc": val_acc,
             "seconds": sums["seconds"], "eval_seconds": 0.0,
         })
+        if self.data.select is not None:
+            self._select()
         state.epoch += 1
         state.done_in_stage += 1
         if state.done_in_stage >= stage.epochs or state.epoch >= self.optim.epochs:
@@ -350,6 +359,37 @@ class Trainer:
             self._record(records, len(state.history), stage.describe())
             state.history.append(stage)
             state.current = None
+
+    # -- which epoch's weights are kept
+    def _best_path(self) -> Path | None:
+        return self.out_dir / BEST if self.out_dir is not None else None
+
+    def _select(self) -> None:
+        """Keep this epoch's weights when its accuracy on the selection rows is the best so far."""
+        accuracy = self.evaluate(self.data.select).accuracy(self.data.rows.labels[self.data.select])
+        self.state.log[-1]["select_acc"] = accuracy
+        if self.state.best and not accuracy > self.state.best["accuracy"]:
+            return
+        self.state.best = {"epoch": self.state.epoch, "accuracy": accuracy}
+        weights = {k: v.detach().cpu().contiguous() for k, v in self.task.module.state_dict().items()}
+        path = self._best_path()
+        if path is None:
+            self._best_weights = weights
+        elif ddp.is_main():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            save_file(weights, str(tmp))
+            fsync_replace(tmp, path)
+
+    def _keep_selected(self) -> None:
+        if self.data.select is None or not self.state.best:
+            return
+        path = self._best_path()
+        ddp.barrier()  # rank 0 wrote the file
+        weights = load_file(str(path)) if path is not None else self._best_weights
+        self.task.module.load_state_dict(weights)
+        self.echo(f"{self.method}: keeping the weights of epoch {self.state.best['epoch'] + 1} "
+                  f"(selection accuracy {100 * self.state.best['accuracy']:.2f}%)")
 
     def _record(self, rows: list[dict], stage_index: int, used: str) -> None:
         self.state.curriculum_log += [{"method": self.method, "stage": stage_index, "epoch": self.state.epoch,
