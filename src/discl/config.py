@@ -47,6 +47,10 @@ class DataConfig:
     csv_path_column: str = "path"
     csv_label_column: str = "label"
     csv_split_column: str = "split"
+    # Display names of the classes, for any dataset: a CSV (a name column and a label or class_id
+    # column) or JSON ({label id or class id: name}, or a list of names by label id). imagenet-lt and
+    # iwildcam already name their classes in English; the ids stay in classes.parquet's class_id.
+    class_names: str | None = None
 
 
 @dataclass

@@ -103,7 +103,8 @@ def predictions(run: RunDir, cfg: RunConfig, train_rows: pd.DataFrame, progress:
 def import_hard_csv(run: RunDir, cfg: RunConfig, train_rows: pd.DataFrame, echo=print) -> pd.DataFrame:
     csv_rows, fmt = read_reference_csv(Path(cfg.mine.hard_csv))
     root = Path(cfg.mine.hard_csv_root) if cfg.mine.hard_csv_root else None
-    matched = match_to_dataset(csv_rows, train_rows, Path(cfg.mine.hard_csv), root, run.resolve)
+    classes = load_dataset_tables(run)[1]
+    matched = match_to_dataset(csv_rows, train_rows, Path(cfg.mine.hard_csv), root, run.resolve, dict(zip(classes["label"], classes["class_id"])))
     echo(f"mine: imported {len(matched)} hard samples from {cfg.mine.hard_csv} ({fmt} format)")
     return matched
 
