@@ -185,6 +185,11 @@ class GeneratorConfig:
     scheduler: str = "default"  # default (the model's own) | ddim | euler | euler-a | dpm++ | pndm | lms
     negative_prompt: str = ""
     resize: list[int] | None = None  # [width, height], rounded to the VAE's multiple, e.g. [480, 270]
+    # Size of the sources fed to img2img, unless resize is set: "square" (data.image_size squared) or
+    # "native" (each image's own size, as the reference's ImageNet-LT). The model works at that size
+    # rounded DOWN to its VAE's multiple (8), as diffusers' image processor does: a 500x375 photo runs at
+    # 496x368, resize [480, 270] at 480x264.
+    source_size: str = "square"
     aesthetic_score: float = 6.0  # SDXL refiner conditioning
     negative_aesthetic_score: float = 2.5
     # Images decoded per VAE call: the decoder's memory grows with it and with the image size.
