@@ -132,6 +132,8 @@ class MineConfig:
     # Any of: "few_shot" (class with few training images), "low_true_prob" (p(true class) <
     # prob_threshold), "misclassified", "hardest_k" (the hardest_k images of each class with the
     # lowest p(true class)). A sample is hard when any listed rule fires.
+    # "clip_misclassified": images the zero-shot CLIP (the score stage's scorer, one caption per class
+    # from score.caption_template) puts in another class; no base model, so it combines only with few_shot.
     rules: list[str] = field(default_factory=lambda: ["few_shot", "low_true_prob"])
     prob_threshold: float = 0.5
     # few_shot: classes with fewer than this many training images (ImageNet-LT: 20). None: the
@@ -148,6 +150,9 @@ class MineConfig:
     # its file paths are resolved against hard_csv_root (default: the CSV's folder).
     hard_csv: str | None = None
     hard_csv_root: str | None = None
+    # Classes whose images are never hard samples (by class name, class id or label id), whatever
+    # the rules or the CSV say; the reference's iWildCam recipe excludes "empty".
+    exclude_classes: list[str] = field(default_factory=list)
     # The base model judges hardness (and, in the demo, class consistency); Balanced Softmax keeps a
     # long-tailed model from pushing tail images towards head classes.
     base: BaseModelConfig = field(default_factory=lambda: BaseModelConfig(loss="bs"))

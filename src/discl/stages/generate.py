@@ -23,7 +23,7 @@ from ..generation.runner import run_plan
 from ..generation.shards import parse_shard, select_shard
 from ..generation.sources import SourceImages
 from ..generation.store import PartStore, done_rows
-from ..prompts import PromptBank
+from ..prompts import PromptBank, demo_text_warning
 from ..rundir import RunDir
 from ..tables import read_table, write_table
 from . import cache
@@ -151,6 +151,8 @@ def run_generate(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True,
     if hard.empty:
         raise ValueError(f"{run.hard} lists no hard sample: nothing to generate")
     size = source_size(cfg)  # checks the settings before any work
+    if g.backend == "diffusers" and (warning := demo_text_warning("generate.prompt_template", g.prompt_template, cfg.data.name)):
+        echo(warning)
     plan = plan_spectrum(hard, g.strengths, g.seeds, g.text_guidance, prompt_bank(cfg), generator_name(g))
     # 2. this shard's pending rows
     index, count = parse_shard(shard)

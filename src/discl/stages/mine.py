@@ -18,7 +18,7 @@ from ..config import RunConfig
 from ..curricula import RealOnly
 from ..data import load_dataset_tables, load_split
 from ..data.reference_csv import match_to_dataset, read_reference_csv
-from ..mining import RULES, Judge, few_shot_mask, fold_ids, hard_rules, load_timm_judge, timm_judge_key  # noqa: F401 (RULES, hard_rules re-exported)
+from ..mining import RULES, Judge, drop_excluded_classes, few_shot_mask, fold_ids, hard_rules, load_timm_judge, timm_judge_key  # noqa: F401 (RULES, hard_rules re-exported)
 from ..rundir import RunDir
 from ..tables import write_table
 from ..training.classifier import create_classifier, predict_proba, save_classifier
@@ -122,8 +122,15 @@ def run_mine(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True) -> 
         hard = import_hard_csv(run, cfg, train_rows, echo)
         hard = table[table["sample_id"].isin(set(hard["sample_id"]))].copy()
         hard["p_true"], hard["pred_label"], hard["reason"] = np.nan, -1, "csv"
+        hard = drop_excluded_classes(hard, classes, m.exclude_classes, echo)
         write_table(hard.reset_index(drop=True), run.hard, "hard")
         return hard.reset_index(drop=True)
+
+    # 1b. The zero-shot CLIP's failures (mine.rules [clip_misclassified]): no base model (stages/mine_clip.py).
+    if "clip_misclassified" in m.rules:
+        from .mine_clip import mine_with_clip
+
+        return mine_with_clip(run, cfg, table, classes, echo, progress)
 
     # 2. Probabilities of every training image (in-sample or out-of-fold), then the rules.
     unknown = sorted(set(m.rules) - set(RULES))
@@ -143,6 +150,7 @@ def run_mine(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True) -> 
 
     # 3. The hard table.
     hard = table[table["reason"] != ""].reset_index(drop=True)
+    hard = drop_excluded_classes(hard, classes, m.exclude_classes, echo)
     if hard.empty:
         echo("warning: no hard sample found; loosen mine.rules or mine.prob_threshold")
     write_table(hard, run.hard, "hard")
