@@ -4,8 +4,9 @@
 - iWildCam:    ``label id,label name,filepath,img_name``
 
 A CSV row is matched to a training image by its file path (exact after resolving against
-``root``, else the dataset path ending with the CSV's path), else by file name when that name
-is unique. Its class is checked by label id and by name: the label must be the image's label,
+``root``, else the dataset path ending with the CSV's path), else by file name (the image name,
+the filepath's file name, or the image name as a file name without its extension) when that
+name is unique. Its class is checked by label id and by name: the label must be the image's label,
 and the name must be the image's class name or class id, compared case-insensitively with
 underscores as spaces (the reference writes "American Staffordshire Terrier" and "Cheetah" where
 discl says "cheetah"). Either may be blank, not both. A label and a name that disagree, and any
@@ -69,8 +70,10 @@ def match_to_dataset(csv_rows: pd.DataFrame, train_rows: pd.DataFrame, csv_path:
     by_full = {p: i for i, p in enumerate(full)}
     posix = [PurePosixPath(Path(p).as_posix()) for p in full]
     by_name: dict[str, list[int]] = {}
+    by_stem: dict[str, list[int]] = {}
     for i, p in enumerate(posix):
         by_name.setdefault(p.name, []).append(i)
+        by_stem.setdefault(p.stem, []).append(i)
     base = Path(root) if root else Path(csv_path).parent
 
     picked: list[int] = []
@@ -86,14 +89,16 @@ def match_to_dataset(csv_rows: pd.DataFrame, train_rows: pd.DataFrame, csv_path:
             raise ReferenceCsvError(f"{where}: unknown class name {row.class_name!r} (not a class of the dataset's training split)")
         if label is not None and name and name not in names_of[label]:
             raise ReferenceCsvError(f"{where}: label {label} is class {name_of[label]!r} in the dataset, but the CSV names it {row.class_name!r}")
-        # 2. the image: by path, else by path tail, else by file name
+        # 2. the image: by path, else by path tail, else by file name (the reference's iWildCam CSV
+        # gives img_name without its extension, and a filepath of its own machine)
         index = by_full.get(str((base / row.filepath).resolve())) if row.filepath else None
         if index is None and row.filepath:
             tail = PurePosixPath(Path(row.filepath).as_posix()).parts
             hits = [i for i, p in enumerate(posix) if p.parts[-len(tail):] == tail]
             index = hits[0] if len(hits) == 1 else None
         if index is None:
-            hits = by_name.get(row.image_name or PurePosixPath(row.filepath).name, [])
+            file_name = PurePosixPath(Path(row.filepath).as_posix()).name
+            hits = by_name.get(row.image_name) or by_name.get(file_name) or by_stem.get(row.image_name) or []
             if len(hits) > 1:
                 raise ReferenceCsvError(f"{where}: image name {row.image_name!r} matches {len(hits)} training images; give a longer filepath")
             index = hits[0] if hits else None
