@@ -94,7 +94,8 @@ def match_to_dataset(csv_rows: pd.DataFrame, train_rows: pd.DataFrame, csv_path:
         index = by_full.get(str((base / row.filepath).resolve())) if row.filepath else None
         if index is None and row.filepath:
             tail = PurePosixPath(Path(row.filepath).as_posix()).parts
-            hits = [i for i, p in enumerate(posix) if p.parts[-len(tail):] == tail]
+            # only paths with the same file name can end with the CSV's path (7.7k rows x 130k images)
+            hits = [i for i in by_name.get(tail[-1], []) if posix[i].parts[-len(tail):] == tail] if tail else []
             index = hits[0] if len(hits) == 1 else None
         if index is None:
             file_name = PurePosixPath(Path(row.filepath).as_posix()).name
