@@ -118,7 +118,7 @@ def test_imagenet_lt_reference_csv_imports_by_label_and_human_name(tmp_path, ima
     (tmp_path / "bad.csv").write_text("filepath,image_name,label,classname\n"
                                       f"{imagenet.train_file(0, 3)},x,2,American Staffordshire Terrier\n")
     out = _cli("mine", run, *_sets(f"mine.hard_csv={tmp_path / 'bad.csv'}", f"mine.hard_csv_root={imagenet.root}"), code=2)
-    assert f"bad.csv line 2: label 2 is class 'cheetah' in the dataset, but the CSV names it 'American Staffordshire Terrier'" in out
+    assert "bad.csv line 2: label 2 is class 'cheetah' in the dataset, but the CSV names it 'American Staffordshire Terrier'" in out
 
 
 def test_iwildcam_reference_csv_imports_and_never_keeps_empty(tmp_path, iwildcam):
