@@ -36,7 +36,8 @@ def test_imagenet_lt_reads_split_files_and_buckets_with_real_thresholds(tmp_path
     run = RunDir(tmp_path / "run")
     dataset, classes, skipped = prepare_dataset(run, DataConfig(name="imagenet-lt", root=str(root), split_dir=str(splits)))
     assert dataset["split"].value_counts().to_dict() == {"train": 124, "val": 3, "test": 3}
-    assert classes["class_name"].tolist() == list(counts)
+    assert classes["class_name"].tolist() == ["tench", "goldfish", "great white shark"]  # ImageNet's names
+    assert classes["class_id"].tolist() == list(counts)  # the WordNet ids stay
     assert classes["bucket"].tolist() == ["many", "medium", "few"]
     assert len(skipped) == 1 and "missing" in skipped["reason"][0]
     (splits / "ImageNet_LT_val.txt").write_text("train/n01440764/n01440764_0.JPEG\n")
@@ -80,7 +81,8 @@ def test_iwildcam_through_wilds_with_id_and_ood_splits_and_its_macro_f1(tmp_path
     _fake_iwildcam(tmp_path / "wilds")
     dataset, classes, _ = prepare_dataset(RunDir(tmp_path / "run"), DataConfig(name="iwildcam", root=str(tmp_path / "wilds")))
     assert dataset["split"].value_counts().to_dict() == {"train": 6, "test": 2, "id_test": 2, "val": 1, "id_val": 1}
-    assert classes["class_name"].tolist() == ["empty", "tayassu pecari", "dasyprocta punctata"]
+    assert classes["class_name"].tolist() == ["empty", "white-lipped peccary", "central american agouti"]
+    assert classes["class_id"].tolist() == ["empty", "tayassu pecari", "dasyprocta punctata"]
     test = dataset[dataset["split"] == "test"]  # labels 1 and 2
     right = wilds_eval(tmp_path / "wilds", "test", test["sample_id"].tolist(), test["label"].to_numpy())
     assert right["acc_avg"] == 1.0 and right["F1-macro_all"] == 1.0

@@ -47,6 +47,10 @@ class DataConfig:
     csv_path_column: str = "path"
     csv_label_column: str = "label"
     csv_split_column: str = "split"
+    # Display names of the classes, for any dataset: a CSV (a name column and a label or class_id
+    # column) or JSON ({label id or class id: name}, or a list of names by label id). imagenet-lt and
+    # iwildcam already name their classes in English; the ids stay in classes.parquet's class_id.
+    class_names: str | None = None
 
 
 @dataclass
@@ -128,6 +132,8 @@ class MineConfig:
     # Any of: "few_shot" (class with few training images), "low_true_prob" (p(true class) <
     # prob_threshold), "misclassified", "hardest_k" (the hardest_k images of each class with the
     # lowest p(true class)). A sample is hard when any listed rule fires.
+    # "clip_misclassified": images the zero-shot CLIP (the score stage's scorer, one caption per class
+    # from score.caption_template) puts in another class; no base model, so it combines only with few_shot.
     rules: list[str] = field(default_factory=lambda: ["few_shot", "low_true_prob"])
     prob_threshold: float = 0.5
     # few_shot: classes with fewer than this many training images (ImageNet-LT: 20). None: the
@@ -144,6 +150,9 @@ class MineConfig:
     # its file paths are resolved against hard_csv_root (default: the CSV's folder).
     hard_csv: str | None = None
     hard_csv_root: str | None = None
+    # Classes whose images are never hard samples (by class name, class id or label id), whatever
+    # the rules or the CSV say; the reference's iWildCam recipe excludes "empty".
+    exclude_classes: list[str] = field(default_factory=list)
     # The base model judges hardness (and, in the demo, class consistency); Balanced Softmax keeps a
     # long-tailed model from pushing tail images towards head classes. 60 epochs: with random crops the
     # demo's judge needs them to fit the tail classes.
@@ -182,6 +191,11 @@ class GeneratorConfig:
     scheduler: str = "default"  # default (the model's own) | ddim | euler | euler-a | dpm++ | pndm | lms
     negative_prompt: str = ""
     resize: list[int] | None = None  # [width, height], rounded to the VAE's multiple, e.g. [480, 270]
+    # Size of the sources fed to img2img, unless resize is set: "square" (data.image_size squared) or
+    # "native" (each image's own size, as the reference's ImageNet-LT). The model works at that size
+    # rounded DOWN to its VAE's multiple (8), as diffusers' image processor does: a 500x375 photo runs at
+    # 496x368, resize [480, 270] at 480x264.
+    source_size: str = "square"
     aesthetic_score: float = 6.0  # SDXL refiner conditioning
     negative_aesthetic_score: float = 2.5
     # Images decoded per VAE call: the decoder's memory grows with it and with the image size.

@@ -29,7 +29,8 @@ SCHEMAS: dict[str, pa.Schema] = {
     "classes": pa.schema(
         [
             ("label", pa.int32()),
-            ("class_name", pa.string()),
+            ("class_name", pa.string()),  # the name captions, prompts and reports use ("American Staffordshire Terrier")
+            ("class_id", pa.string()),  # the dataset's own id of the class (WordNet id, WILDS Latin name, folder name)
             ("train_count", pa.int32()),
             ("bucket", pa.string()),  # many | medium | few
         ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import torch
 
@@ -9,6 +11,7 @@ from ..config import DataConfig
 from ..rundir import RunDir
 from ..tables import empty_table, read_table, write_table
 from .buckets import class_table
+from .class_names import apply_class_names
 from .digits import build_digits_lt
 from .image_folder import DatasetError, scan_image_folder
 from .images import load_images
@@ -38,6 +41,10 @@ def prepare_dataset(run: RunDir, cfg: DataConfig) -> tuple[pd.DataFrame, pd.Data
         dataset, skipped = _scan_real(cfg)
     else:
         raise DatasetError(f"unknown dataset {cfg.name!r}; known: {list(DATASETS)}")
+    if "class_id" not in dataset.columns:  # the adapter's names are the classes' own ids
+        dataset["class_id"] = dataset["class_name"]
+    if cfg.class_names:
+        dataset = apply_class_names(dataset, Path(cfg.class_names))
     real = cfg.name in ("imagenet-lt", "iwildcam", "csv")
     classes = class_table(dataset, cfg.lt_many_above if real else cfg.many_above, cfg.lt_few_below if real else cfg.few_below)
     write_table(dataset, run.dataset, "dataset")

@@ -19,7 +19,8 @@ from ..curricula import RealOnly
 from ..data import load_dataset_tables
 from ..data.reference_csv import match_to_dataset, read_reference_csv
 from ..data.rows import ImageRows
-from ..mining import RULES, Judge, few_shot_mask, fold_ids, hard_rules, judge_task, load_timm_judge, timm_judge_key  # noqa: F401 (RULES, hard_rules re-exported)
+from ..mining import (RULES, Judge, drop_excluded_classes, few_shot_mask, fold_ids, hard_rules, judge_task,  # noqa: F401
+                      load_timm_judge, timm_judge_key)  # (RULES, hard_rules re-exported)
 from ..rundir import RunDir
 from ..tables import write_table
 from ..training.classifier import create_classifier, load_classifier, save_classifier
@@ -117,7 +118,8 @@ def predictions(run: RunDir, cfg: RunConfig, train_rows: pd.DataFrame, progress:
 def import_hard_csv(run: RunDir, cfg: RunConfig, train_rows: pd.DataFrame, echo=print) -> pd.DataFrame:
     csv_rows, fmt = read_reference_csv(Path(cfg.mine.hard_csv))
     root = Path(cfg.mine.hard_csv_root) if cfg.mine.hard_csv_root else None
-    matched = match_to_dataset(csv_rows, train_rows, Path(cfg.mine.hard_csv), root, run.resolve)
+    classes = load_dataset_tables(run)[1]
+    matched = match_to_dataset(csv_rows, train_rows, Path(cfg.mine.hard_csv), root, run.resolve, dict(zip(classes["label"], classes["class_id"])))
     echo(f"mine: imported {len(matched)} hard samples from {cfg.mine.hard_csv} ({fmt} format)")
     return matched
 
@@ -135,8 +137,15 @@ def run_mine(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True) -> 
         hard = import_hard_csv(run, cfg, train_rows, echo)
         hard = table[table["sample_id"].isin(set(hard["sample_id"]))].copy()
         hard["p_true"], hard["pred_label"], hard["reason"] = np.nan, -1, "csv"
+        hard = drop_excluded_classes(hard, classes, m.exclude_classes, echo)
         write_table(hard.reset_index(drop=True), run.hard, "hard")
         return hard.reset_index(drop=True)
+
+    # 1b. The zero-shot CLIP's failures (mine.rules [clip_misclassified]): no base model (stages/mine_clip.py).
+    if "clip_misclassified" in m.rules:
+        from .mine_clip import mine_with_clip
+
+        return mine_with_clip(run, cfg, table, classes, echo, progress)
 
     # 2. Probabilities of every training image (in-sample or out-of-fold), then the rules.
     unknown = sorted(set(m.rules) - set(RULES))
@@ -158,6 +167,7 @@ def run_mine(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True) -> 
 
     # 3. The hard table.
     hard = table[table["reason"] != ""].reset_index(drop=True)
+    hard = drop_excluded_classes(hard, classes, m.exclude_classes, echo)
     if hard.empty:
         echo("warning: no hard sample found; loosen mine.rules or mine.prob_threshold")
     write_table(hard, run.hard, "hard")
