@@ -216,8 +216,6 @@ def side_plain(args) -> dict:
 def prepare_run(root: Path, run: Path, args) -> None:
     from discl.cli import main
 
-    if (run / "dataset.parquet").exists():
-        return
     main(["prepare", str(run), "--set", "data.name=image-folder", "--set", f"data.root={root}",
           "--set", f"data.image_size={args.size}"], standalone_mode=False)
 

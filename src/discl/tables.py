@@ -155,6 +155,8 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("n_images", pa.int32()),
             ("val_accuracy", pa.float32()),  # final-epoch validation top-1 (overall), percent
             ("train_seconds", pa.float32()),
+            ("ood_macro_f1", pa.float32()),  # iWildCam: WILDS macro F1 on test (OOD), percent; NaN elsewhere
+            ("id_macro_f1", pa.float32()),  # iWildCam: WILDS macro F1 on id_test (ID), percent; NaN elsewhere
         ]
     ),
     # One row per (method, bucket): top-1 accuracy on the test split.

@@ -36,6 +36,8 @@ def run_compare(run: RunDir, cfg: RunConfig, methods: list[str], seeds: list[int
     if test_rows.empty:
         raise ValueError(f"{run.dataset} has no test image")
     test_images = ImageRows.from_frame(test_rows, run.resolve_all)
+    id_rows = dataset[dataset["split"] == "id_test"] if cfg.data.name == "iwildcam" else dataset.iloc[:0]
+    id_images = ImageRows.from_frame(id_rows, run.resolve_all)
     inputs = load_inputs(run, cfg, methods, echo)
     rows = []
     for seed in seeds:  # seed outermost: an interrupted comparison still has every row for the first seeds
@@ -47,10 +49,12 @@ def run_compare(run: RunDir, cfg: RunConfig, methods: list[str], seeds: list[int
                 pred = predict_rows([task], test_images, cfg.eval)[0].pred
                 val_acc = 100 * log[-1]["val_acc"]
                 seconds = sum(r["seconds"] + r.get("eval_seconds", 0.0) for r in log)
+                f1 = wilds_f1(cfg, task, test_rows, pred, id_rows, id_images)
                 for r in bucket_accuracy(pred, test_images.labels, classes):
                     rows.append({"loss": loss, "method": method, "seed": seed, "val_accuracy": val_acc,
-                                 "train_seconds": seconds, **r})
-                echo(f"compare {loss} seed {seed} {method}: val {val_acc:.2f}%, test overall {rows[-1]['accuracy']:.2f}%")
+                                 "train_seconds": seconds, **f1, **r})
+                extra = "".join(f", {k.replace('_', ' ')} {v:.2f}" for k, v in f1.items() if np.isfinite(v))
+                echo(f"compare {loss} seed {seed} {method}: val {val_acc:.2f}%, test overall {rows[-1]['accuracy']:.2f}%{extra}")
     frame = pd.DataFrame(rows)
     if cfg.train.task == "flyp":
         frame["loss"] = "flyp"  # FLYP trains with the CLIP loss whatever classifier.loss says
@@ -60,6 +64,21 @@ def run_compare(run: RunDir, cfg: RunConfig, methods: list[str], seeds: list[int
     (out / "table.md").write_text(table + "\n")
     echo(table)
     return frame
+
+
+def wilds_f1(cfg: RunConfig, task, test_rows: pd.DataFrame, pred: np.ndarray, id_rows: pd.DataFrame,
+             id_images: ImageRows) -> dict[str, float]:
+    """iWildCam: WILDS's own macro F1 (percent) on the OOD test split and the ID test split; NaN elsewhere."""
+    out = {"ood_macro_f1": float("nan"), "id_macro_f1": float("nan")}
+    if cfg.data.name != "iwildcam":
+        return out
+    from ..data.iwildcam import wilds_eval
+
+    out["ood_macro_f1"] = 100 * wilds_eval(cfg.data.root, "test", test_rows["sample_id"].tolist(), pred)["F1-macro_all"]
+    if len(id_rows):
+        id_pred = predict_rows([task], id_images, cfg.eval)[0].pred
+        out["id_macro_f1"] = 100 * wilds_eval(cfg.data.root, "id_test", id_rows["sample_id"].tolist(), id_pred)["F1-macro_all"]
+    return out
 
 
 def _cell(values: pd.Series) -> str:
@@ -73,14 +92,19 @@ def compare_table(frame: pd.DataFrame) -> str:
     lines = []
     names = [f"{LOSS_NAMES.get(l, l)} {m}" for l, m in frame[["loss", "method"]].drop_duplicates().itertuples(index=False)]
     width = max(len("Method"), *map(len, names))
-    head = ["Many", "Medium", "Few", "Overall", "Val (overall)"]
+    wilds = "ood_macro_f1" in frame and frame["ood_macro_f1"].notna().any()
+    head = ["Many", "Medium", "Few", "Overall", "Val (overall)"] + (["OOD macro F1", "ID macro F1"] if wilds else [])
     lines.append(f"| {'Method':<{width}} | " + " | ".join(f"{h:^13}" for h in head) + " |")
     lines.append(f"|{'-' * (width + 2)}|" + "|".join("-" * 15 for _ in head) + "|")
     n_seeds = frame["seed"].nunique()
     for (loss, method), group in frame.groupby(["loss", "method"], sort=False):
         cells = [_cell(group.loc[group["bucket"] == b, "accuracy"]) for b in (*BUCKETS, "overall")]
-        cells.append(_cell(group.loc[group["bucket"] == "overall", "val_accuracy"]))
+        overall = group[group["bucket"] == "overall"]
+        cells.append(_cell(overall["val_accuracy"]))
+        if wilds:
+            cells += [_cell(overall["ood_macro_f1"]), _cell(overall["id_macro_f1"])]
         name = f"{LOSS_NAMES.get(loss, loss)} {method}"
         lines.append(f"| {name:<{width}} | " + " | ".join(f"{c:^13}" for c in cells) + " |")
-    lines.append(f"(top-1 %, mean ± std over {n_seeds} seeds; test split except the last column)")
+    note = "; WILDS macro F1 % on the OOD (test) and ID (id_test) splits" if wilds else ""
+    lines.append(f"(top-1 %, mean ± std over {n_seeds} seeds; test split except the Val column{note})")
     return "\n".join(lines)
