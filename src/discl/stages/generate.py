@@ -13,7 +13,7 @@ from dataclasses import asdict
 
 import pandas as pd
 
-from ..config import RunConfig, _build
+from ..config import RunConfig, config_from_dict
 from ..data import foundation_rows, load_dataset_tables, load_split
 from ..generation.base import Generator
 from ..generation.factory import create_generator, generator_name
@@ -83,7 +83,7 @@ def make_refiner(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True)
 
 def make_worker(run: RunDir, config: dict):
     """(generator, refine) from a plain config dict: what each Ray actor builds once."""
-    cfg = _build(RunConfig, config, "")
+    cfg = config_from_dict(config)
     return ensure_generator(run, cfg, progress=False), make_refiner(run, cfg, progress=False)
 
 
