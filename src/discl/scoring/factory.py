@@ -64,6 +64,8 @@ def load_open_clip(model_name: str, pretrained: str | None, **opts):
 
     from .base import OpenClipScorer
 
+    if not model_name.startswith("hf-hub:") and model_name not in _open_clip_names():
+        raise ValueError(f"{model_name!r} is not an open_clip model name (e.g. 'ViT-B-32'; open_clip.list_models() lists them)")
     if pretrained and Path(pretrained).suffix in (".pt", ".pth", ".bin", ".safetensors") and not Path(pretrained).exists():
         raise FileNotFoundError(f"open_clip checkpoint {pretrained} not found")
     # weights_only=True: a checkpoint file is read as tensors, never unpickled into objects.
