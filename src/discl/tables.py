@@ -187,8 +187,36 @@ META_KEY = b"discl"
 LATER_COLUMNS: dict[str, dict[str, object]] = {"synthetic": {"fingerprint": ""}}
 
 
+#: Value ranges checked on read (NaN stands for "not computed" and passes): a table that breaks one is
+#: damaged, or was not written by discl, and nothing downstream should quietly use it.
+RANGES: dict[str, dict[str, tuple[float, float]]] = {
+    "hard": {"p_true": (0, 1)},
+    "synthetic": {"strength": (0, 1), "gen_text_sim": (-1, 1)},
+    "scores": {"text_sim": (-1, 1), "image_sim": (-1, 1), "base_p_true": (0, 1), "base_p_pred": (0, 1)},
+    "score_summary": {"strength": (0, 1), "mean_text_sim": (-1, 1), "mean_image_sim": (-1, 1),
+                      "mean_text_sim_kept": (-1, 1), "mean_image_sim_kept": (-1, 1)},
+    "metrics": {"accuracy": (0, 100)},
+    "predictions": {"p_true": (0, 1)},
+}
+SLACK = 1e-3  # float32 rounding: a cosine of unit vectors may come out as 1.0000001
+
+
 class TableError(ValueError):
     pass
+
+
+def check_ranges(frame: pd.DataFrame, path: Path, kind: str) -> None:
+    """Raise TableError naming the file, column, row and value of the first value out of its range."""
+    for column, (lo, hi) in RANGES.get(kind, {}).items():
+        if column not in frame.columns or not len(frame):
+            continue
+        values = frame[column].to_numpy(dtype="float64", na_value=float("nan"))
+        bad = (values < lo - SLACK) | (values > hi + SLACK)
+        if bad.any():
+            row = int(bad.argmax())
+            ident = frame.columns[0]
+            raise TableError(f"{path}: {column} = {values[row]:.6g} in row {row} ({ident} {frame[ident].iloc[row]!r}) is outside "
+                             f"[{lo}, {hi}]; the file is damaged or was not written by discl: rerun the stage that writes it")
 
 
 def with_later_columns(frame: pd.DataFrame, kind: str) -> pd.DataFrame:
@@ -224,6 +252,7 @@ def read_table(path: Path, kind: str) -> pd.DataFrame:
     missing = [n for n in SCHEMAS[kind].names if n not in frame.columns]
     if missing:
         raise TableError(f"{path} is not a {kind} table: it lacks columns {missing}")
+    check_ranges(frame, path, kind)
     return frame
 
 

@@ -14,7 +14,7 @@ from ..rundir import RunDir
 from ..seeding import stable_seed
 from ..tables import read_table
 from . import plots
-from .images import png_data_uri, thumbnail_uri
+from .images import png_data_uri, thumbnail
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
@@ -25,6 +25,7 @@ th:first-child, td:first-child { text-align: left; }
 table.spectrum td { text-align: center; vertical-align: top; font-size: 11px; padding: 2px; }
 td.kept img { outline: 3px solid #2e8b57; } td.dropped img { outline: 3px solid #cd5c5c; opacity: 0.75; }
 td.real img { outline: 3px solid #333; }
+.missing { display: inline-block; min-height: 40px; font-size: 9px; color: #a33; background: #f4f4f4; word-break: break-all; }
 .note { color: #666; font-size: 13px; } .grid { display: inline-block; margin: 0 1.5em 1.5em 0; vertical-align: top; }
 figure { display: inline-block; margin: 0.5em; text-align: center; font-size: 12px; }
 """
@@ -94,7 +95,7 @@ def spectrum_section(run: RunDir, hard: pd.DataFrame, synthetic: pd.DataFrame, s
             continue
         header = "".join(f"<th>λ={lv}</th>" for lv in levels) + "<th>real</th>"
         body = []
-        real_cell = f"<td class='real'><img alt='real {html.escape(source.sample_id)}' src='{thumbnail_uri(run.resolve(source.path), opts.thumb_size)}'></td>"
+        real_cell = f"<td class='real'>{thumbnail(run.resolve(source.path), opts.thumb_size, f'real {source.sample_id}')}</td>"
         for seed, seed_rows in rows.groupby("seed"):
             by_level = seed_rows.set_index("image_guidance")
             tds = []
@@ -109,8 +110,8 @@ def spectrum_section(run: RunDir, hard: pd.DataFrame, synthetic: pd.DataFrame, s
                     caption = f"<br>t {r['text_sim']:.2f}<br>i {r['image_sim']:.2f}"
                     if not r["kept"]:
                         caption += f"<br>{html.escape(str(r['drop_reason']))}"
-                alt = html.escape(f"{source.sample_id} λ={level} seed={seed}")
-                tds.append(f"<td class='{state}'><img alt='{alt}' src='{thumbnail_uri(run.resolve(r['path']), opts.thumb_size)}'>{caption}</td>")
+                image = thumbnail(run.resolve(r["path"]), opts.thumb_size, f"{source.sample_id} λ={level} seed={seed}")
+                tds.append(f"<td class='{state}'>{image}{caption}</td>")
             body.append(f"<tr><th>seed {seed}</th>{''.join(tds)}{real_cell}</tr>")
         title = html.escape(f"{source.class_name} — {source.sample_id} ({source.reason}, p_true {source.p_true:.2f})")
         parts.append(f"<div class='grid'><h3>{title}</h3><table class='spectrum'><tr><th></th>{header}</tr>{''.join(body)}</table></div>")
@@ -143,7 +144,7 @@ def qualitative_section(run: RunDir, predictions: pd.DataFrame | None, dataset: 
     figures = []
     for sample_id in sorted(fixed, key=lambda s: stable_seed("example", s))[: opts.max_examples]:
         figures.append(
-            f"<figure><img alt='{html.escape(sample_id)}' src='{thumbnail_uri(run.resolve(paths[sample_id]), 96)}'>"
+            f"<figure>{thumbnail(run.resolve(paths[sample_id]), 96, sample_id)}"
             f"<figcaption>true: {html.escape(names[labels[sample_id]])}<br>{html.escape(method)}: {html.escape(names[wide.at[sample_id, method]])} ✓"
             f"<br>{html.escape(opts.baseline)}: {html.escape(names[wide.at[sample_id, opts.baseline]])} ✗</figcaption></figure>"
         )
