@@ -157,3 +157,18 @@ def test_a_killed_holder_never_blocks(run_root):
     lock = RunLock(run_root, "eval").acquire()
     lock.release()
     assert not (run_root / ".discl-eval.lock").exists()
+
+
+class NotTensors:
+    """What a pickled checkpoint may hold: an arbitrary object, whose unpickling could run code."""
+
+
+def test_a_pickled_checkpoint_is_refused_in_one_line(run_root, tmp_path):
+    """torch.load(weights_only=True) refuses a checkpoint holding pickled objects; the CLI says so in one
+    line naming the file, before any training."""
+    import torch
+
+    evil = tmp_path / "evil.pth"
+    torch.save({"state_dict": NotTensors()}, evil)
+    fails_cleanly(["mine", str(run_root), "--no-progress", "--set", f"mine.base_weights={evil}"], run_root,
+                  f"error: cannot read {evil} as a plain state dict (torch.load with weights_only=True refused it: ")

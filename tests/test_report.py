@@ -144,3 +144,18 @@ def test_a_garbled_table_is_refused_naming_the_file(tiny_run, tmp_path):
     assert result.stderr == (f"error: {run.scores}: image_sim = -3.9 in row 4 (synthetic_id {scores.synthetic_id[4]!r}) is outside "
                              "[-1, 1]; the file is damaged or was not written by discl: rerun the stage that writes it\n")
     assert tree_state(run.root) == before  # no report.html, nothing else
+
+
+def test_scores_of_other_synthetic_images_are_flagged(tiny_run, tmp_path):
+    import shutil
+
+    from discl.tables import write_table
+
+    run = type(tiny_run[0])(tmp_path / "run")
+    shutil.copytree(tiny_run[0].root, run.root)
+    note = "scores.parquet scores other synthetic images than synthetic.parquet"
+    assert note not in build_report(run, tmp_path / "a.html").read_text(encoding="utf-8")
+    synthetic = pd.read_parquet(run.synthetic)
+    synthetic.loc[0, "fingerprint"] = "0123456789abcdef"  # generate remade it since scoring
+    write_table(synthetic, run.synthetic, "synthetic")
+    assert note in build_report(run, tmp_path / "b.html").read_text(encoding="utf-8")

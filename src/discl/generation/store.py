@@ -8,6 +8,7 @@ take the union of all folders. The final ``synthetic.parquet`` is merged from th
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -118,3 +119,13 @@ def done_rows(run: RunDir, plan: pd.DataFrame, committed: pd.DataFrame, size: tu
     rows = current(plan, committed)
     bad = unusable_images(run, rows["path"].tolist(), size)
     return rows[~rows["path"].isin(bad)].reset_index(drop=True)
+
+
+def embedding_ids(synthetic: pd.DataFrame) -> list[str]:
+    """What names each synthetic image's content: its id and fingerprint (so a remade image is new)."""
+    return [sid if not fp else f"{sid}#{fp}" for sid, fp in zip(synthetic["synthetic_id"], synthetic["fingerprint"])]
+
+
+def synthetic_digest(synthetic: pd.DataFrame) -> str:
+    """Which synthetic images (ids and fingerprints) a table describes, as one short digest."""
+    return hashlib.sha1("\n".join(sorted(embedding_ids(synthetic))).encode()).hexdigest()[:16]

@@ -12,7 +12,8 @@ import pandas as pd
 from ..metrics import BUCKETS
 from ..rundir import RunDir
 from ..seeding import stable_seed
-from ..tables import read_table
+from ..generation.store import synthetic_digest
+from ..tables import read_table, table_meta
 from . import plots
 from .images import png_data_uri, thumbnail
 
@@ -179,6 +180,8 @@ def build_report(run: RunDir, out_path: Path | None = None, opts: ReportOptions 
     if hard is not None and synthetic is not None and len(synthetic):
         sections.append(("Spectra of hard samples", spectrum_section(run, hard, synthetic, scores, opts)))
     if scores is not None and synthetic is not None and len(scores):
+        recorded = table_meta(run.scores).get("synthetic")
+        stale = recorded is not None and recorded != synthetic_digest(synthetic)
         summary = filter_summary(scores, synthetic)
         per_level = scores.groupby("image_guidance").agg(generated=("kept", "size"), kept=("kept", "sum"),
                                                          mean_text_sim=("text_sim", "mean"), mean_image_sim=("image_sim", "mean")).reset_index()
@@ -186,7 +189,9 @@ def build_report(run: RunDir, out_path: Path | None = None, opts: ReportOptions 
         thresholds = _thresholds(run)
         sections.append((
             "What the filter kept",
-            _figure(plots.similarity_histograms(scores, thresholds), "similarity histograms per level")
+            (f"<p class='note'><b>{html.escape(run.scores.name)} scores other synthetic images than {html.escape(run.synthetic.name)} "
+             f"(generate has remade some since): run <code>discl score</code>.</b></p>" if stale else "")
+            + _figure(plots.similarity_histograms(scores, thresholds), "similarity histograms per level")
             + _figure(plots.kept_per_class(summary), "kept and dropped per class")
             + "<h3>Per class</h3>" + _table(summary, "{:.3f}") + "<h3>Per image guidance</h3>" + _table(per_level, "{:.3f}"),
         ))

@@ -25,6 +25,7 @@ from ..scoring.loading import read_image_chunks
 from ..scoring.summary import score_summary
 from ..scoring.tiny_clip import create_tiny_clip, load_tiny_clip, save_tiny_clip, tiny_clip_config, train_tiny_clip
 from ..generation.settings import changes
+from ..generation.store import embedding_ids, synthetic_digest
 from ..lock import RunLock
 from ..tables import read_table, table_meta, write_table
 from . import cache
@@ -126,19 +127,10 @@ def check_inputs(run: RunDir, synthetic: pd.DataFrame, hard: pd.DataFrame, class
         raise ValueError(f"{run.synthetic}: synthetic image {row.synthetic_id!r} comes from source {row.source_id!r}, which is not in {run.hard}")
 
 
-def embedding_ids(synthetic: pd.DataFrame) -> list[str]:
-    """The store's id of each synthetic image: its id and fingerprint, so a remade image is embedded again."""
-    return [sid if not fp else f"{sid}#{fp}" for sid, fp in zip(synthetic["synthetic_id"], synthetic["fingerprint"])]
-
-
-def synthetic_digest(synthetic: pd.DataFrame) -> str:
-    """Which synthetic images (ids and fingerprints) a scores table describes."""
-    return hashlib.sha1("\n".join(sorted(embedding_ids(synthetic))).encode()).hexdigest()[:16]
-
-
 def scores_match(run: RunDir, synthetic: pd.DataFrame) -> bool:
-    """Whether scores.parquet was computed from exactly these synthetic images."""
-    return table_meta(run.scores).get("synthetic") == synthetic_digest(synthetic)
+    """Whether scores.parquet was computed from these synthetic images (True when it does not say)."""
+    recorded = table_meta(run.scores).get("synthetic")
+    return recorded is None or recorded == synthetic_digest(synthetic)
 
 
 def texts_for(synthetic: pd.DataFrame, classes: pd.DataFrame, cfg: RunConfig) -> list[str]:
