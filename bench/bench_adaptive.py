@@ -18,8 +18,8 @@ import torch
 from discl.config import load_config
 from discl.curricula import create_curriculum
 from discl.rundir import RunDir
-from discl.stages.train import StageDataBuilder, build_validation, load_inputs, make_task, validation_sources
-from discl.training.loop import train_with_curriculum
+from discl.stages.train import build_method_data, load_inputs, make_task
+from discl.training.loop import TrainData, train_with_curriculum
 
 
 class Timed:
@@ -28,10 +28,10 @@ class Timed:
     def __init__(self, inner):
         self.inner, self.seconds, self.calls = inner, 0.0, 0
 
-    def observe(self, predict):
+    def observe(self, evaluate):
         start = time.perf_counter()
         try:
-            return self.inner.observe(predict)
+            return self.inner.observe(evaluate)
         finally:
             self.seconds += time.perf_counter() - start
             self.calls += 1
@@ -55,14 +55,13 @@ def main() -> None:
     t = cfg.train
     inputs = load_inputs(run, cfg, ["adaptive"], echo=lambda *_: None)
     candidates = sorted({lv for lv in t.levels if lv >= t.curriculum.min_level})
-    held_out = validation_sources(inputs.synthetic, candidates, t.curriculum.val_sources, t.classifier.seed)
-    validation = build_validation(run, cfg, inputs.synthetic, inputs.train_rows, candidates, held_out)
-    builder = StageDataBuilder(run, cfg, inputs.train_rows, inputs.real, inputs.few_labels, inputs.synthetic, held_out)
+    pool, validation, held_out = build_method_data(run, cfg, "adaptive", inputs)
     curriculum = Timed(create_curriculum("adaptive", t.classifier.epochs, t.levels, t.curriculum_epochs, t.curriculum,
                                          validation=validation, num_classes=len(inputs.classes)))
     task = make_task(run, cfg, inputs)
     start = time.perf_counter()
-    log = train_with_curriculum(task, t.classifier, curriculum, builder, inputs.val, "adaptive", progress=False)
+    data = TrainData(pool.rows, pool, pool.val, len(inputs.classes))
+    log = train_with_curriculum(task, t.classifier, t, curriculum, data, "adaptive", progress=False)
     wall = time.perf_counter() - start
     train_seconds = sum(r["seconds"] for r in log)
     print(f"epochs {len(log)}, curriculum validation images {len(validation.labels)} "

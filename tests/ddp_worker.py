@@ -1,36 +1,36 @@
-"""Run by tests/test_training_ddp.py under torchrun: train a tiny model, write this rank's weights."""
+"""Run by tests/test_training_ddp.py, alone or under torchrun: train a tiny model on image files with the
+discl loop and write this rank's weights and log."""
 
+import json
 import sys
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 
-from discl.config import ClassifierConfig
+from discl.config import ClassifierConfig, TrainRuntime
 from discl.curricula import NonAdaptive
 from discl.training import ddp
-from discl.training.loop import StageData, train_with_curriculum
-from discl.training.tasks import ClassifierTask
+from discl.training.loop import train_with_curriculum
+
+from streams import linear_task, make_data
 
 
-def data(stage):
-    g = torch.Generator().manual_seed(0 if stage.level is None else stage.level)
-    images = torch.randint(0, 256, (16, 3, 8, 8), generator=g, dtype=torch.uint8)
-    return StageData(images, torch.arange(16) % 4, 16, 0)
-
-
-def main(out: Path) -> None:
-    ddp.init_from_env("gloo")
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 4))
-    cfg = ClassifierConfig(epochs=3, batch_size=8, lr=1e-2, optimizer="sgd")
-    val = (torch.zeros(2, 3, 8, 8, dtype=torch.uint8), torch.tensor([0, 1]))
-    train_with_curriculum(ClassifierTask(model), cfg, NonAdaptive([10, 20], 2, 3), data, val, "ddp", progress=False,
-                          out_dir=out / "run", settings={"world": ddp.world_size()})
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / f"rank{ddp.rank()}-of{ddp.world_size()}.safetensors"))
+def main(images: Path, out: Path) -> None:
+    ddp.init_from_env("cpu")
+    data = make_data(images, write=False)
+    task = linear_task()
+    # 30 rows per curriculum stage in global batches of 29: the last batch has one image, so one
+    # process gets only a padding item there and must still take part in the step.
+    cfg = ClassifierConfig(epochs=3, batch_size=29, lr=5e-2, optimizer="sgd", momentum=0.0, warmup_epochs=0.0)
+    log = train_with_curriculum(task, cfg, TrainRuntime(num_workers=1), NonAdaptive([10, 20], 2, 3), data, "ddp",
+                                progress=False, out_dir=out / "run", settings={"world": ddp.world_size()})
+    name = f"rank{ddp.rank()}-of{ddp.world_size()}"
+    save_file({k: v.contiguous() for k, v in task.module.state_dict().items()}, str(out / f"{name}.safetensors"))
+    (out / f"{name}.json").write_text(json.dumps([{k: v for k, v in r.items() if "seconds" not in k} for r in log]))
     if ddp.active():
         torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), Path(sys.argv[2]))

@@ -47,6 +47,8 @@ def test_parse_override_reads_yaml_values_but_text_fields_as_written():
     # The prompts stage's own hint: a colon and braces are text, not a YAML mapping.
     template = "a 8k real photo: {description}"
     assert load_config(None, None, [f"generate.prompt_template={template}"]).generate.prompt_template == template
+    assert load_config(None, None, [f"generate.prompt_template='{template}'"]).generate.prompt_template == template  # YAML-quoted
+    assert parse_override('generate.negative_prompt="it\'s"') == {"generate": {"negative_prompt": "it's"}}
     assert load_config(None, None, ["score.model=123", "score.backend=open_clip"]).score.model == "123"
 
 
@@ -62,7 +64,7 @@ def test_parse_override_reads_yaml_values_but_text_fields_as_written():
         ("train.classifier.epochs=0", "train.classifier.epochs = 0: must be greater than or equal to 1 (from --set)"),
         ("data.image_size=yes", "data.image_size = True: must be a valid integer (from --set)"),
         ("mine.rules=[]", "mine.rules = []: must have at least 1 item, not 0 (from --set)"),
-        ("mine.rules=[few_shot, hard]", "mine.rules[1] = 'hard': must be 'few_shot', 'low_true_prob', 'misclassified' or 'hardest_k'"),
+        ("mine.rules=[few_shot, hard]", "mine.rules[1] = 'hard': must be 'few_shot', 'low_true_prob', 'misclassified', 'hardest_k' or 'clip_misclassified'"),
         ("mine.base.epochs=0", "mine.base.epochs = 0: must be greater than or equal to 1"),
         ("generate.train_steps=-10", "generate.train_steps = -10: must be greater than or equal to 1"),
         ("score.text_threshold=.nan", "score.text_threshold = nan: must be a finite number"),
@@ -169,3 +171,13 @@ def test_curriculum_names_match_the_curricula_package():
 
     assert config.CURRICULA == curricula.CURRICULA
     assert [m for m in config.CURRICULA if m not in config.REAL_DATA_ONLY] == [m for m in curricula.CURRICULA if curricula.uses_synthetic(m)]
+
+
+def test_new_settings_of_the_data_side_are_checked_too():
+    with pytest.raises(ConfigError, match=r"generate.source_size = 'native': 'native' contradicts resize \[480, 270\]"):
+        load_config(None, None, ["generate.source_size=native", "generate.resize=[480, 270]"])
+    with pytest.raises(ConfigError, match="generate.source_size = 'big': must be 'square' or 'native'"):
+        load_config(None, None, ["generate.source_size=big"])
+    with pytest.raises(ConfigError, match=r"mine.exclude_classes = \['empty', 'empty'\]: must not repeat a value"):
+        load_config(None, None, ["mine.exclude_classes=[empty, empty]"])
+    assert load_config(None, None, ["mine.exclude_classes=[empty]"]).mine.exclude_classes == ["empty"]

@@ -1,5 +1,7 @@
 """Adaptive, per-class, baseline and CUDA curricula: decisions, options and state."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -37,27 +39,21 @@ def test_level_scores_and_choice():
 
 
 class _FakeModel:
-    """predict(images) where images encode their index in pixel [0,0,0]; p_true comes from a table."""
+    """An evaluate(positions) whose p_true per position comes from a table (every image has label 0)."""
 
     def __init__(self, n_classes):
         self.n = n_classes
         self.p = None
 
-    def __call__(self, images):
-        idx = images[:, 0, 0, 0].long()
-        p = torch.as_tensor(self.p, dtype=torch.float64)[idx]
-        probs = torch.full((len(idx), self.n), 0.0, dtype=torch.float64)
-        probs[:, 0] = p  # every validation image has label 0 here
-        probs[:, 1] = 1 - p
-        return probs
+    def __call__(self, positions, strengths=None, draw_seed=0):
+        p = np.asarray(self.p, dtype=np.float64)[positions]
+        return SimpleNamespace(p_true=p, pred=np.where(p >= 0.5, 0, 1), decoded=np.ones(len(p), dtype=bool))
 
 
 def _validation(levels_per_image, labels=None):
     n = len(levels_per_image)
-    images = torch.zeros(n, 3, 4, 4, dtype=torch.uint8)
-    images[:, 0, 0, 0] = torch.arange(n, dtype=torch.uint8)
-    labels = torch.zeros(n, dtype=torch.long) if labels is None else torch.tensor(labels)
-    return CurriculumValidation(images, labels, torch.tensor(levels_per_image))
+    labels = np.zeros(n, dtype=np.int64) if labels is None else np.asarray(labels)
+    return CurriculumValidation(np.arange(n), labels, levels_per_image)
 
 
 def test_adaptive_picks_the_level_with_the_most_progress_and_ends_on_real_data():
@@ -112,12 +108,9 @@ def test_per_class_adaptive_lets_each_class_choose():
     # class 0 gains at level 10, class 1 at level 50; class 2 has no validation image
     val = _validation([10, 50, 10, 50], labels=[0, 0, 1, 1])
 
-    def predict(images):
-        idx = images[:, 0, 0, 0].long()
-        p = torch.tensor(state["p"], dtype=torch.float64)[idx]
-        probs = torch.zeros(len(idx), 3, dtype=torch.float64)
-        probs[torch.arange(len(idx)), val.labels[idx]] = p
-        return probs
+    def predict(positions, strengths=None, draw_seed=0):
+        p = np.asarray(state["p"], dtype=np.float64)[positions]
+        return SimpleNamespace(p_true=p, pred=val.labels[positions], decoded=np.ones(len(p), dtype=bool))
 
     state = {"p": [0.1, 0.1, 0.1, 0.1]}
     cur = PerClassAdaptive([10, 50], 2, 2, val, num_classes=3)
@@ -157,21 +150,25 @@ def test_factory_knows_every_name():
 
 
 def test_cuda_strength_rises_when_learnt_and_falls_otherwise():
-    images = torch.randint(0, 256, (8, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    labels = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
-    cur = CudaCurriculum(3, images, labels, num_classes=2, threshold=0.6, max_strength=4)
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    cur = CudaCurriculum(3, np.arange(10, 18), labels, num_classes=2, threshold=0.6, max_strength=4, probe_per_class=3)
+    asked = []
 
-    def always_zero(x):  # class 0 always right, class 1 always wrong
-        p = torch.zeros(len(x), 2)
-        p[:, 0] = 1
-        return p
+    def always_zero(positions, strengths=None, draw_seed=0):  # class 0 always right, class 1 always wrong
+        asked.append((list(positions), list(strengths), draw_seed))
+        return SimpleNamespace(pred=np.zeros(len(positions), dtype=np.int64), p_true=np.zeros(len(positions)),
+                               decoded=np.ones(len(positions), dtype=bool))
 
     for expected in ([1, 0], [2, 0], [3, 0], [4, 0], [4, 0]):
         cur.observe(always_zero)
         assert cur.strength == expected
+    assert asked[0][0] == [10, 11, 12, 14, 15, 16]  # the first probe_per_class rows of each class
+    assert asked[1][1] == [1, 1, 1, 0, 0, 0]  # probed at each class's current strength
+    assert asked[0][2] != asked[1][2]  # a new augmentation draw at each evaluation
     assert cur.next_stage([]) == Stage(None, 1, augment=((0, 4), (1, 0)))
     assert cur.next_stage([Stage(None, 1)] * 3) is None
+    images = torch.randint(0, 256, (1, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     g = torch.Generator().manual_seed(1)
     assert torch.equal(augment_image(images[0], 0, 4, g), images[0])
-    out = augment_image(images[0], 4, 4, g)
+    out = cur.augment(images[0], 4, g)
     assert out.shape == images[0].shape and out.dtype == torch.uint8 and not torch.equal(out, images[0])

@@ -36,7 +36,8 @@ def test_imagenet_lt_reads_split_files_and_buckets_with_real_thresholds(tmp_path
     run = RunDir(tmp_path / "run")
     dataset, classes, skipped = prepare_dataset(run, DataConfig(name="imagenet-lt", root=str(root), split_dir=str(splits)))
     assert dataset["split"].value_counts().to_dict() == {"train": 124, "val": 3, "test": 3}
-    assert classes["class_name"].tolist() == list(counts)
+    assert classes["class_name"].tolist() == ["tench", "goldfish", "great white shark"]  # ImageNet's names
+    assert classes["class_id"].tolist() == list(counts)  # the WordNet ids stay
     assert classes["bucket"].tolist() == ["many", "medium", "few"]
     assert len(skipped) == 1 and "missing" in skipped["reason"][0]
     (splits / "ImageNet_LT_val.txt").write_text("train/n01440764/n01440764_0.JPEG\n")
@@ -80,7 +81,8 @@ def test_iwildcam_through_wilds_with_id_and_ood_splits_and_its_macro_f1(tmp_path
     _fake_iwildcam(tmp_path / "wilds")
     dataset, classes, _ = prepare_dataset(RunDir(tmp_path / "run"), DataConfig(name="iwildcam", root=str(tmp_path / "wilds")))
     assert dataset["split"].value_counts().to_dict() == {"train": 6, "test": 2, "id_test": 2, "val": 1, "id_val": 1}
-    assert classes["class_name"].tolist() == ["empty", "tayassu pecari", "dasyprocta punctata"]
+    assert classes["class_name"].tolist() == ["empty", "white-lipped peccary", "central american agouti"]
+    assert classes["class_id"].tolist() == ["empty", "tayassu pecari", "dasyprocta punctata"]
     test = dataset[dataset["split"] == "test"]  # labels 1 and 2
     right = wilds_eval(tmp_path / "wilds", "test", test["sample_id"].tolist(), test["label"].to_numpy())
     assert right["acc_avg"] == 1.0 and right["F1-macro_all"] == 1.0
@@ -94,16 +96,20 @@ def test_iwildcam_through_wilds_with_id_and_ood_splits_and_its_macro_f1(tmp_path
 
 def test_eval_stage_reports_wilds_metrics_for_iwildcam(tmp_path):
     from discl.config import RunConfig
-    from discl.stages.evaluate import run_wilds_eval
+    from discl.config import AugmentConfig
+    from discl.stages.evaluate import load_task, run_wilds_eval
     from discl.training.classifier import create_classifier, save_classifier
+    from discl.training.transforms import classifier_transforms
 
     _fake_iwildcam(tmp_path / "wilds")
     cfg = RunConfig()
     cfg.data = DataConfig(name="iwildcam", root=str(tmp_path / "wilds"), image_size=16)
     run = RunDir(tmp_path / "run")
     dataset, classes, _ = prepare_dataset(run, cfg.data)
-    save_classifier(create_classifier("resnet10t", 3), run.method_dir("real-only"), "resnet10t", 3)
-    frame = run_wilds_eval(run, cfg, dataset, ["real-only"], echo=lambda *_: None)
+    model = create_classifier("resnet10t", 3)
+    save_classifier(model, run.method_dir("real-only"), "resnet10t", 3, classifier_transforms(model, AugmentConfig(), 16))
+    tasks = {"real-only": load_task(run.method_dir("real-only"))}
+    frame = run_wilds_eval(run, cfg, dataset, tasks, {}, echo=lambda *_: None)
     assert set(frame["split"]) == {"test", "id_test"}
     f1 = frame[frame["metric"] == "F1-macro_all"]["value"]
     assert len(f1) == 2 and f1.between(0, 1).all()

@@ -52,8 +52,9 @@ def test_factory_loads_the_right_pipeline(generators, tmp_path):
         create_generator(GeneratorConfig(backend="diffusers", model=str(tmp_path / "empty"), dtype="fp8"))
 
 
-def test_working_size_rounds_to_the_vae_multiple():
-    assert working_size(480, 270, 8) == (480, 272)  # iWildCam's size
+def test_working_size_rounds_down_to_the_vae_multiple_as_diffusers_does():
+    assert working_size(480, 270, 8) == (480, 264)  # iWildCam's size in the reference
+    assert working_size(500, 375, 8) == (496, 368)  # a typical ImageNet photo
     assert working_size(1024, 1024, 8) == (1024, 1024)
     assert working_size(3, 3, 8) == (8, 8)
     with pytest.raises(ValueError):
@@ -111,7 +112,7 @@ def test_resize_rule_and_bad_input(generators):
     sd = generators["sd"]
     resized = DiffusersImg2Img(sd.pipe, sd.name, type(sd.options)(steps=4, resize=(21, 13)))
     out = resized.img2img(torch.zeros((2, 3, 32, 32), dtype=torch.uint8), [0, 0], ["a", "b"], 0.5, 3.0, [1, 2])
-    assert out.shape == (2, 3, 14, 22)  # rounded to multiples of the tiny VAE's factor 2
+    assert out.shape == (2, 3, 12, 20)  # rounded down to multiples of the tiny VAE's factor 2
     with pytest.raises(ValueError, match="uint8"):
         sd.img2img(torch.zeros((1, 3, 32, 32)), [0], ["a"], 0.5, 3.0, [1])
     with pytest.raises(ValueError, match="strength"):

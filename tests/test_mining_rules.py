@@ -135,7 +135,8 @@ def test_bad_csvs_name_the_file_line_and_value(run_copy, tmp_path):
     train = _train_rows(run)
     row = train.iloc[0]
     rel = str(run.resolve(row.path).relative_to(run.root))
-    other = train[train["class_name"] != row.class_name].iloc[0].class_name
+    other_row = train[train["class_name"] != row.class_name].iloc[0]
+    other, other_label = other_row.class_name, int(other_row.label)
     cases = {
         "cols.csv": ("path,label\nx,1\n", "columns \\['path', 'label'\\] match no known format"),
         "empty.csv": ("filepath,image_name,label,classname\n", "empty hard set"),
@@ -143,7 +144,15 @@ def test_bad_csvs_name_the_file_line_and_value(run_copy, tmp_path):
                         "unknown.csv line 3: unknown class name 'zebra'"),
         "nofile.csv": (f"filepath,image_name,label,classname\nnowhere/none.png,none.png,0,{row.class_name}\n",
                        "nofile.csv line 2: no training image matches filepath 'nowhere/none.png'"),
-        "wrongclass.csv": (f"filepath,image_name,label,classname\n{rel},x,0,{other}\n", f"is class '{row.class_name}' in the dataset but '{other}'"),
+        "wrongclass.csv": (f"filepath,image_name,label,classname\n{rel},x,{other_label},{other}\n",
+                           f"wrongclass.csv line 2: '{rel}' is class '{row.class_name}' in the dataset but '{other}' in the CSV"),
+        "wronglabel.csv": (f"filepath,image_name,label,classname\n{rel},x,{other_label},\n",
+                           f"is class '{row.class_name}' in the dataset but 'label {other_label}' in the CSV"),
+        "disagree.csv": (f"filepath,image_name,label,classname\n{rel},x,{row.label},{other.upper()}\n",
+                         f"disagree.csv line 2: label {row.label} is class '{row.class_name}' in the dataset, but the CSV names it '{other.upper()}'"),
+        "nolabel.csv": (f"filepath,image_name,label,classname\n{rel},x,99,{row.class_name}\n", "nolabel.csv line 2: unknown label id 99"),
+        "badlabel.csv": (f"filepath,image_name,label,classname\n{rel},x,three,{row.class_name}\n", "label 'three' is not a label id"),
+        "noclass.csv": (f"filepath,image_name,label,classname\n{rel},x,,\n", "neither a label id nor a class name"),
     }
     for name, (text, message) in cases.items():
         (tmp_path / name).write_text(text)

@@ -20,7 +20,8 @@ CLASSES = ["red fox", "barn owl"]
 
 def _run(tmp_path):
     run = RunDir(tmp_path / "run")
-    classes = pd.DataFrame({"label": [0, 1], "class_name": CLASSES, "train_count": [30, 3], "bucket": ["many", "few"]})
+    classes = pd.DataFrame({"label": [0, 1], "class_name": CLASSES, "class_id": ["n02119022", "n01622779"],
+                            "train_count": [30, 3], "bucket": ["many", "few"]})
     dataset = pd.DataFrame({"sample_id": ["a", "b"], "split": ["train", "train"], "label": [0, 1], "class_name": CLASSES, "path": ["a.png", "b.png"]})
     write_table(classes, run.classes, "classes")
     write_table(dataset, run.dataset, "dataset")

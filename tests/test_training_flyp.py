@@ -4,21 +4,19 @@ import open_clip
 import pytest
 import torch
 
-from discl.config import ClassifierConfig
+import numpy as np
+
+from discl.config import ClassifierConfig, DeviceConfig, TrainRuntime
 from discl.curricula import RealOnly
+from discl.data.rows import ImageRows
 from discl.scoring.tiny_clip import create_tiny_clip, load_tiny_clip, save_tiny_clip, tiny_clip_config
 from discl.training.flyp import FlypTask, load_flyp, save_flyp, wise_ft
-from discl.training.loop import StageData, train_with_curriculum
+from discl.training.loop import StageRows, TrainData, train_with_curriculum
+from discl.training.stream import predict_rows
+
+from .streams import write_pngs
 
 NAMES = ["red", "green", "blue"]
-
-
-def _colour_images(n, seed):
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.arange(n) % 3
-    images = torch.randint(0, 60, (n, 3, 16, 16), generator=g, dtype=torch.uint8)
-    images[torch.arange(n), labels] += 180  # the class is the dominant channel
-    return images, labels
 
 
 @pytest.mark.slow
@@ -28,17 +26,19 @@ def test_flyp_learns_with_clip_loss_and_predicts_with_the_zero_shot_head(tmp_pat
     task = FlypTask(load_tiny_clip(tmp_path / "clip"), NAMES, ["a photo of {name}.", "{name} in the wild."])
     assert isinstance(task.loss_fn, open_clip.ClipLoss)
     assert task.tokens.shape[:2] == (3, 2)
-    images, labels = _colour_images(48, 0)
-    val = _colour_images(30, 1)
+    rows = ImageRows(*write_pngs(tmp_path / "images", 78, 16))  # 48 to train on, 30 to validate
+    val = ImageRows(rows.paths(range(48, 78)), rows.labels[48:])
+    runtime = DeviceConfig(num_workers=0)
     zero_shot = {k: v.clone() for k, v in task.module.state_dict().items()}
-    before = (task.predict_proba(val[0]).argmax(-1) == val[1]).float().mean()
+    before = predict_rows([task], val, runtime)[0].accuracy(val.labels)
     cfg = ClassifierConfig(epochs=6, batch_size=16, lr=2e-3, weight_decay=0.2, optimizer="adamw", warmup_epochs=0.5)
-    log = train_with_curriculum(task, cfg, RealOnly(6), lambda s: StageData(images, labels, 48, 0), val, "flyp", progress=False)
-    probs = task.predict_proba(val[0])
-    assert probs.shape == (30, 3) and torch.allclose(probs.sum(-1), torch.ones(30), atol=1e-5)
-    after = (probs.argmax(-1) == val[1]).float().mean()
+    data = TrainData(rows, lambda s: StageRows(np.arange(48), 48, 0), np.arange(48, 78), 3)
+    log = train_with_curriculum(task, cfg, TrainRuntime(num_workers=0), RealOnly(6), data, "flyp", progress=False)
+    out = predict_rows([task], val, runtime)[0]
+    after = out.accuracy(val.labels)
     assert log[-1]["train_loss"] < log[0]["train_loss"]
     assert after >= 0.9 and after > before
+    assert log[-1]["val_acc"] == pytest.approx(after)
 
     # WiSE-FT: the interpolation's end points are the two models, the middle is their average
     tuned = task.module.state_dict()
@@ -50,4 +50,5 @@ def test_flyp_learns_with_clip_loss_and_predicts_with_the_zero_shot_head(tmp_pat
 
     save_flyp(task, tmp_path / "clip", "demo")
     again = load_flyp(tmp_path / "clip", load_tiny_clip(tmp_path / "clip"))
-    assert torch.allclose(again.predict_proba(val[0]), probs, atol=1e-6)
+    reloaded = predict_rows([again], val, runtime)[0]
+    assert np.array_equal(reloaded.pred, out.pred) and np.allclose(reloaded.p_true, out.p_true, atol=1e-6)

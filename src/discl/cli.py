@@ -143,8 +143,17 @@ def _train(run, cfg, echo, progress):
     from .stages.train import run_train
     from .training import ddp
 
-    ddp.init_from_env()  # under torchrun: join the process group (gloo on CPU, nccl on GPU)
-    run_train(run, cfg, echo if ddp.is_main() else (lambda *_: None), progress)
+    from .training.device import resolve_device
+
+    # Under torchrun: this process's device (cuda:LOCAL_RANK), then the process group (NCCL on GPUs, gloo on CPU).
+    ddp.init_from_env(resolve_device(cfg.train.device, "train.device"))
+    try:
+        run_train(run, cfg, echo if ddp.is_main() else (lambda *_: None), progress)
+    finally:
+        if ddp.active():
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
 
 
 def _eval(run, cfg, echo):

@@ -82,6 +82,10 @@ class DataConfig:
     csv_path_column: Name = "path"
     csv_label_column: Name = "label"
     csv_split_column: Name = "split"
+    # Display names of the classes, for any dataset: a CSV (a name column and a label or class_id
+    # column) or JSON ({label id or class id: name}, or a list of names by label id). imagenet-lt and
+    # iwildcam already name their classes in English; the ids stay in classes.parquet's class_id.
+    class_names: Name | None = None
 
     @model_validator(mode="after")
     def _check(self):
@@ -185,7 +189,10 @@ class MineConfig:
     # Any of: "few_shot" (class with few training images), "low_true_prob" (p(true class) <
     # prob_threshold), "misclassified", "hardest_k" (the hardest_k images of each class with the
     # lowest p(true class)). A sample is hard when any listed rule fires.
-    rules: Annotated[list[Literal["few_shot", "low_true_prob", "misclassified", "hardest_k"]], NonEmpty, Unique] = field(default_factory=lambda: ["few_shot", "low_true_prob"])
+    # "clip_misclassified": images the zero-shot CLIP (the score stage's scorer, one caption per class
+    # from score.caption_template) puts in another class; no base model, so it combines only with few_shot.
+    rules: Annotated[list[Literal["few_shot", "low_true_prob", "misclassified", "hardest_k", "clip_misclassified"]], NonEmpty, Unique] = field(
+        default_factory=lambda: ["few_shot", "low_true_prob"])
     prob_threshold: Fraction = 0.5
     # few_shot: classes with fewer than this many training images (ImageNet-LT: 20). None: the
     # dataset's "few" bucket (data.few_below), which the demo's digits-lt scales to its size.
@@ -201,9 +208,13 @@ class MineConfig:
     # its file paths are resolved against hard_csv_root (default: the CSV's folder).
     hard_csv: Name | None = None
     hard_csv_root: Name | None = None
+    # Classes whose images are never hard samples (by class name, class id or label id), whatever
+    # the rules or the CSV say; the reference's iWildCam recipe excludes "empty".
+    exclude_classes: Annotated[list[Name], Unique] = field(default_factory=list)
     # The base model judges hardness (and, in the demo, class consistency); Balanced Softmax keeps a
-    # long-tailed model from pushing tail images towards head classes.
-    base: BaseModelConfig = field(default_factory=lambda: BaseModelConfig(loss="bs"))
+    # long-tailed model from pushing tail images towards head classes. 60 epochs: with random crops the
+    # demo's judge needs them to fit the tail classes.
+    base: BaseModelConfig = field(default_factory=lambda: BaseModelConfig(loss="bs", epochs=60))
 
 
 @section
@@ -238,6 +249,11 @@ class GeneratorConfig:
     scheduler: Literal["default", "ddim", "euler", "euler-a", "dpm++", "pndm", "lms"] = "default"  # default: the model's own
     negative_prompt: Text = ""
     resize: Annotated[list[Positive], Pair] | None = None  # [width, height], rounded to the VAE's multiple, e.g. [480, 270]
+    # Size of the sources fed to img2img, unless resize is set: "square" (data.image_size squared) or
+    # "native" (each image's own size, as the reference's ImageNet-LT). The model works at that size
+    # rounded DOWN to its VAE's multiple (8), as diffusers' image processor does: a 500x375 photo runs at
+    # 496x368, resize [480, 270] at 480x264.
+    source_size: Literal["square", "native"] = "square"
     aesthetic_score: Float = 6.0  # SDXL refiner conditioning
     negative_aesthetic_score: Float = 2.5
     # Images decoded per VAE call: the decoder's memory grows with it and with the image size.
@@ -257,6 +273,8 @@ class GeneratorConfig:
     def _check(self):
         if self.backend == "diffusers" and not self.model:
             raise Invalid("model", self.model, "backend 'diffusers' needs a model: an alias (sd15, sd21, sdxl, sdxl-refiner), a hub id or a local pipeline folder")
+        if self.resize and self.source_size == "native":
+            raise Invalid("source_size", self.source_size, f"'native' contradicts resize {self.resize}: set one of them")
         return self
 
 
@@ -500,11 +518,25 @@ def _override_value(path: list[str], raw: str) -> Any:
     args = [a for a in typing.get_args(kind) if a is not type(None)]
     optional = type(None) in typing.get_args(kind)
     if _is_text(kind) or (optional and len(args) == 1 and _is_text(args[0])):
-        return None if optional and raw.strip() in _NULLS else raw
+        if optional and raw.strip() in _NULLS:
+            return None
+        return _unquoted(raw)
     try:
         return yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as err:
         raise ConfigError(f"--set {'.'.join(path)}={raw}: not a valid YAML value ({_yaml_problem(err)})") from None
+
+
+def _unquoted(raw: str) -> str:
+    """A text value as written, except that one wholly in YAML quotes ('...' or "...") is that YAML string."""
+    text = raw.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            return raw
+        return value if isinstance(value, str) else raw
+    return raw
 
 
 def parse_override(text: str) -> dict[str, Any]:

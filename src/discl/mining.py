@@ -8,12 +8,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
 from .config import MineConfig
+from .data.class_names import normalise_name
 
-RULES = ("few_shot", "low_true_prob", "misclassified", "hardest_k")
+#: "clip_misclassified" is judged by the zero-shot CLIP, not the base model (stages/mine_clip.py).
+RULES = ("few_shot", "low_true_prob", "misclassified", "hardest_k", "clip_misclassified")
 
 
 def hardest_per_class(p_true: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
@@ -31,6 +34,8 @@ def hard_rules(p_true: torch.Tensor, pred: torch.Tensor, labels: torch.Tensor, f
     unknown = sorted(set(cfg.rules) - set(RULES))
     if unknown:
         raise ValueError(f"unknown mining rule {unknown[0]!r}; known: {list(RULES)}")
+    if "clip_misclassified" in cfg.rules:
+        raise ValueError("the clip_misclassified rule is judged by the zero-shot CLIP, not by the base model's predictions")
     fired = {
         "few_shot": few,
         "low_true_prob": p_true < cfg.prob_threshold,
@@ -41,6 +46,36 @@ def hard_rules(p_true: torch.Tensor, pred: torch.Tensor, labels: torch.Tensor, f
             raise ValueError(f"mine.hardest_k must be >= 1, got {cfg.hardest_k}")
         fired["hardest_k"] = hardest_per_class(p_true, labels, cfg.hardest_k)
     return ["+".join(r for r in cfg.rules if fired[r][i]) for i in range(len(labels))]
+
+
+def excluded_labels(classes: pd.DataFrame, exclude: list[str]) -> set[int]:
+    """Labels of the classes ``mine.exclude_classes`` names, each by label id, class name or class id
+    (compared as class_names.normalise_name does)."""
+    by_name: dict[str, set[int]] = {}
+    for y, name, cid in zip(classes["label"], classes["class_name"], classes["class_id"]):
+        for text in (name, cid):
+            by_name.setdefault(normalise_name(text), set()).add(int(y))
+    labels, unknown = set(), []
+    for entry in exclude:
+        text = str(entry).strip()
+        hits = {int(text)} & set(classes["label"].astype(int)) if text.isdigit() else by_name.get(normalise_name(text), set())
+        if not hits:
+            unknown.append(text)
+        labels |= hits
+    if unknown:
+        raise ValueError(f"mine.exclude_classes: {unknown} name no class of the dataset "
+                         f"(give class names, class ids or label ids, e.g. {classes['class_name'].iloc[0]!r})")
+    return labels
+
+
+def drop_excluded_classes(hard: pd.DataFrame, classes: pd.DataFrame, exclude: list[str], echo=print) -> pd.DataFrame:
+    """``hard`` without the samples of the classes in ``exclude`` (iWildCam: "empty" images are never
+    hard samples), from mining rules and CSV imports alike."""
+    if not exclude:
+        return hard
+    drop = hard["label"].astype(int).isin(excluded_labels(classes, exclude))
+    echo(f"mine: {int(drop.sum())} hard samples of the excluded classes {list(exclude)} dropped (mine.exclude_classes)")
+    return hard[~drop].reset_index(drop=True)
 
 
 def few_shot_mask(labels: np.ndarray, class_counts: dict[int, int], buckets: dict[int, str], below: int | None) -> np.ndarray:
@@ -101,8 +136,10 @@ class Judge:
     model: torch.nn.Module | None  # None: only the key is known (nothing loaded)
     key: str  # identifies the model, so saved predictions are reused only with it
     image_size: int
-    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)  # (0.5, 0.5): the [-1, 1] input of models trained here
-    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    mean: tuple[float, ...] = (0.5, 0.5, 0.5)
+    std: tuple[float, ...] = (0.5, 0.5, 0.5)
+    crop_pct: float = 1.0
+    interpolation: str = "bicubic"
 
     @torch.no_grad()
     def predict_proba(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
@@ -121,6 +158,8 @@ class Judge:
 def load_timm_judge(name: str, weights: Path, num_classes: int, image_size: int | None, fallback_size: int) -> Judge:
     import timm
 
+    from .training import models  # noqa: F401  (registers discl's extra timm models, e.g. resnet10)
+
     model = timm.create_model(name, pretrained=False, num_classes=num_classes)
     state = read_state_dict(weights)
     missing, unexpected = [k for k in model.state_dict() if k not in state], [k for k in state if k not in model.state_dict()]
@@ -132,7 +171,19 @@ def load_timm_judge(name: str, weights: Path, num_classes: int, image_size: int 
         raise ValueError(f"{weights} does not fit timm model {name!r} with {num_classes} classes: {detail}") from None
     data = timm.data.resolve_data_config({}, model=model)
     size = image_size or (data["input_size"][-1] if data.get("input_size") else fallback_size)
-    return Judge(model.eval(), timm_judge_key(name, weights, image_size), int(size), tuple(data["mean"]), tuple(data["std"]))
+    return Judge(model.eval(), timm_judge_key(name, weights, image_size), int(size), tuple(data["mean"]), tuple(data["std"]),
+                 float(data.get("crop_pct", 1.0)), str(data.get("interpolation", "bicubic")))
+
+
+def judge_task(judge: Judge):
+    """The judge as a task the data loader can feed: timm's evaluation transform at the judge's input
+    size (resize by crop_pct, centre crop) with its mean/std."""
+    from .training.tasks import ClassifierTask
+    from .training.transforms import saved_classifier_transforms
+
+    transforms = saved_classifier_transforms({"input_size": judge.image_size, "mean": judge.mean, "std": judge.std,
+                                              "crop_pct": judge.crop_pct, "interpolation": judge.interpolation})
+    return ClassifierTask(judge.model, transforms)
 
 
 def timm_judge_key(name: str, weights: Path, image_size: int | None) -> str:

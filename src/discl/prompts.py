@@ -5,6 +5,8 @@ Two kinds:
 - per-class descriptions (a JSON file ``{"class name": ["description", ...]}``,
   written by hand or by ``discl prompts``), one picked per (class, seed) by a
   stable rule and put into a template such as ``"a 8k real photo: {description}"``.
+  Class names are looked up as written, else case-insensitively (the reference
+  writes its description files with lower-cased names).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .data.class_names import normalise_name
 from .seeding import stable_seed
 
 
@@ -26,9 +29,14 @@ class PromptBank:
     template: str = "a photo of {name}"
     descriptions: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
+    def __post_init__(self):
+        self._by_normalised: dict[str, Sequence[str]] = {}
+        for name, options in self.descriptions.items():
+            self._by_normalised.setdefault(normalise_name(name), options)
+
     def prompt(self, class_name: str, seed: int) -> str:
         """The prompt for ``class_name`` at grid seed ``seed``; the same in every process."""
-        options = self.descriptions.get(class_name)
+        options = self.descriptions.get(class_name) or self._by_normalised.get(normalise_name(class_name))
         if not options:
             return self.template.format(name=class_name, description=class_name)
         description = options[stable_seed("prompt", class_name, int(seed)) % len(options)]
@@ -43,9 +51,12 @@ class PromptBank:
             raise PromptError(f"cannot read prompt file {path}: {err}") from err
         if not isinstance(data, dict):
             raise PromptError(f"{path}: expected an object mapping class names to lists of descriptions")
+        seen: dict[str, str] = {}
         for name, options in data.items():
             if not isinstance(options, list) or not options or not all(isinstance(o, str) and o.strip() for o in options):
                 raise PromptError(f"{path}: class {name!r} needs a non-empty list of non-empty strings")
+            if seen.setdefault(normalise_name(name), name) != name:
+                raise PromptError(f"{path}: classes {seen[normalise_name(name)]!r} and {name!r} are the same name; keep one")
         return cls(template=template, descriptions=data)
 
 
@@ -57,6 +68,30 @@ TEMPLATES = {
     "imagenet-lt": "a 8k real photo: {description}",
     "digits-lt": "a photo of the digit {name}",
 }
+
+
+# Filter captions per dataset (score.caption_template): what the reference compares each synthetic
+# image with ("{name}" is the class name).
+CAPTIONS = {
+    "generic": "a photo of {name}",
+    "iwildcam": "a photo of {name} in the wild",
+    "imagenet-lt": "a photo of {name}",
+    "digits-lt": "a photo of the digit {name}",
+}
+
+
+def caption_for(dataset: str) -> str:
+    """The reference's filter caption for ``dataset`` (the generic one for any other dataset)."""
+    return CAPTIONS.get(dataset, CAPTIONS["generic"])
+
+
+def demo_text_warning(setting: str, value: str, dataset: str) -> str | None:
+    """A warning when ``setting`` (a caption or prompt template) still holds the demo's digit text
+    on another dataset: every image would be judged or drawn against "the digit <class>"."""
+    if dataset == "digits-lt" or value != CAPTIONS["digits-lt"]:
+        return None
+    return (f"warning: {setting} is the demo's {value!r} on dataset {dataset!r}; "
+            f"the reference uses {caption_for(dataset)!r} there (set {setting})")
 
 
 def template_for(dataset: str, template: str | None = None) -> str:

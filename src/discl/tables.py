@@ -30,7 +30,8 @@ SCHEMAS: dict[str, pa.Schema] = {
     "classes": pa.schema(
         [
             ("label", pa.int32()),
-            ("class_name", pa.string()),
+            ("class_name", pa.string()),  # the name captions, prompts and reports use ("American Staffordshire Terrier")
+            ("class_id", pa.string()),  # the dataset's own id of the class (WordNet id, WILDS Latin name, folder name)
             ("train_count", pa.int32()),
             ("bucket", pa.string()),  # many | medium | few
         ]
@@ -118,10 +119,12 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("level", pa.int32()),  # image guidance of the synthetic data used; -1 = real only
             ("n_real", pa.int32()),
             ("n_synthetic", pa.int32()),
+            ("n_seen", pa.int32()),  # images trained on this epoch (tail sampling repeats or leaves out some)
+            ("n_skipped", pa.int32()),  # images of the epoch that could not be read, left out
             ("lr", pa.float32()),
             ("train_loss", pa.float32()),
             ("train_acc", pa.float32()),
-            ("val_acc", pa.float32()),
+            ("val_acc", pa.float32()),  # NaN on epochs without a validation pass (train.eval_every)
             ("seconds", pa.float32()),
         ]
     ),

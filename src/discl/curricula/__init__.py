@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
+import numpy as np
 
 from .adaptive import Adaptive, CurriculumValidation, PerClassAdaptive, best_level, iqr_mean, level_scores
-from .base import Curriculum, Predict, Stage, split_epochs
-from .cuda import CudaCurriculum, augment_batch, augment_image
+from .base import Curriculum, Evaluate, Stage, split_epochs
+from .cuda import CudaCurriculum, augment_image
 from .schedules import AllSynthetic, FixedLevel, NonAdaptive, RandomLevel, RealOnly
 
 # "fixed-<level>" (e.g. fixed-50) is accepted too.
@@ -35,10 +35,11 @@ def create_curriculum(
     *,
     validation: CurriculumValidation | None = None,
     num_classes: int = 0,
-    train_data: tuple[torch.Tensor, torch.Tensor] | None = None,
+    train_rows: tuple[np.ndarray, np.ndarray] | None = None,
     seed: int = 0,
 ) -> Curriculum:
-    """Build a curriculum by name. ``options`` is a CurriculumConfig (defaults when None)."""
+    """Build a curriculum by name. ``options`` is a CurriculumConfig (defaults when None); ``train_rows``
+    (positions, labels) are the real training rows, for CUDA's probe sets."""
     from ..config import CurriculumConfig
 
     o = options or CurriculumConfig()
@@ -54,7 +55,11 @@ def create_curriculum(
         level = o.fixed_level if name == "fixed" else _level_in(name)
         return FixedLevel(level, curriculum_epochs, total_epochs, name=name)
     if name == "random":
-        return RandomLevel(levels, curriculum_epochs, total_epochs, seed=seed, stage_length=o.stage_length)
+        # Like the adaptive curricula, the random variant draws only among levels >= min_level.
+        candidates = [lv for lv in levels if lv >= o.min_level]
+        if not candidates:
+            raise ValueError(f"no level in {list(levels)} is >= min_level {o.min_level}")
+        return RandomLevel(candidates, curriculum_epochs, total_epochs, seed=seed, stage_length=o.stage_length)
     if name in ADAPTIVE:
         if validation is None:
             raise ValueError(f"curriculum {name!r} needs a curriculum validation set")
@@ -64,9 +69,9 @@ def create_curriculum(
             return PerClassAdaptive(levels, curriculum_epochs, total_epochs, validation, num_classes=num_classes, **kwargs)
         return Adaptive(levels, curriculum_epochs, total_epochs, validation, **kwargs)
     if name == "cuda":
-        if train_data is None:
-            raise ValueError("curriculum 'cuda' needs the real training images")
-        return CudaCurriculum(total_epochs, train_data[0], train_data[1], num_classes, o.cuda_threshold,
+        if train_rows is None:
+            raise ValueError("curriculum 'cuda' needs the real training rows")
+        return CudaCurriculum(total_epochs, train_rows[0], train_rows[1], num_classes, o.cuda_threshold,
                               o.cuda_max_strength, o.cuda_probe_per_class, seed)
     raise ValueError(f"unknown curriculum {name!r}; known: {list(CURRICULA)} (and fixed-<level>)")
 
@@ -80,7 +85,7 @@ def _level_in(name: str) -> int:
 
 __all__ = [
     "Adaptive", "AllSynthetic", "CURRICULA", "CudaCurriculum", "Curriculum", "CurriculumValidation", "FixedLevel",
-    "NonAdaptive", "PerClassAdaptive", "Predict", "RandomLevel", "RealOnly", "Stage", "augment_batch",
+    "Evaluate", "NonAdaptive", "PerClassAdaptive", "RandomLevel", "RealOnly", "Stage",
     "augment_image", "best_level", "create_curriculum", "iqr_mean", "level_scores", "split_epochs",
     "uses_synthetic", "uses_validation",
 ]

@@ -21,35 +21,40 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
-from .base import Predict, Stage, check_levels, check_period
+from .base import Evaluate, Stage, check_levels, check_period
 
 
 @dataclass
 class CurriculumValidation:
-    """One image per (source, level): uint8 images, true labels, the level of each image."""
+    """One image per (source, level): the positions of its rows among the run's image rows, their
+    true labels and levels."""
 
-    images: torch.Tensor
-    labels: torch.Tensor
-    levels: torch.Tensor
+    positions: np.ndarray
+    labels: np.ndarray
+    levels: np.ndarray
     source_ids: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.positions = np.asarray(self.positions, dtype=np.int64)
+        self.labels = np.asarray(self.labels, dtype=np.int64)
+        self.levels = np.asarray(self.levels, dtype=np.int64)
         n = len(self.labels)
-        if len(self.images) != n or len(self.levels) != n:
-            raise ValueError(f"curriculum validation set: {len(self.images)} images, {n} labels, {len(self.levels)} levels")
+        if len(self.positions) != n or len(self.levels) != n:
+            raise ValueError(f"curriculum validation set: {len(self.positions)} rows, {n} labels, {len(self.levels)} levels")
 
-    def p_true(self, predict: Predict) -> np.ndarray:
+    def p_true(self, evaluate: Evaluate) -> np.ndarray:
+        """p(true class) of each image; NaN for an image that could not be read."""
         if not len(self.labels):
             return np.zeros(0)
-        probs = predict(self.images)
-        return probs.gather(1, self.labels[:, None].long()).squeeze(1).double().numpy()
+        return np.asarray(evaluate(self.positions).p_true, dtype=np.float64)
 
 
 def iqr_mean(values: np.ndarray, k: float = 1.5) -> tuple[float, int]:
-    """Mean of ``values`` after dropping those beyond ``k`` IQR outside the quartiles; (mean, n dropped)."""
+    """Mean of ``values`` after dropping those beyond ``k`` IQR outside the quartiles; (mean, n dropped).
+    NaN values (images that could not be read) are left out first."""
     values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
     if not len(values):
         return float("nan"), 0
     q1, q3 = np.percentile(values, [25, 75])
@@ -113,8 +118,8 @@ class Adaptive:
         self.choice: int | None = None
 
     # -- what the loop tells it
-    def observe(self, predict: Predict) -> list[dict]:
-        p_now = self.validation.p_true(predict)
+    def observe(self, evaluate: Evaluate) -> list[dict]:
+        p_now = self.validation.p_true(evaluate)
         records: list[dict] = []
         if self.last_p is not None:
             records = self._update(p_now - np.asarray(self.last_p))
@@ -128,7 +133,7 @@ class Adaptive:
         return new
 
     def _update(self, progress: np.ndarray) -> list[dict]:
-        levels = self.validation.levels.numpy()
+        levels = self.validation.levels
         scores = level_scores(progress, levels, self.candidates)
         smoothed = {lv: self._smooth(str(lv), s) for lv, (s, _, _) in scores.items()}
         self.choice = best_level(smoothed)
@@ -179,7 +184,7 @@ class PerClassAdaptive(Adaptive):
 
     def _update(self, progress: np.ndarray) -> list[dict]:
         records = super()._update(progress)
-        levels, labels = self.validation.levels.numpy(), self.validation.labels.numpy()
+        levels, labels = self.validation.levels, self.validation.labels
         for c in sorted(set(labels.tolist())):
             mask = labels == c
             scores = level_scores(progress[mask], levels[mask], self.candidates)

@@ -4,22 +4,29 @@ A stage trains on the real training data plus synthetic images chosen by
 image-guidance level (a percent: 0 = pure text-to-image, 100 = the real image).
 A curriculum is a small object with one job: ``next_stage(history)`` says which
 data the next stage trains on, given the stages so far. Curricula that adapt
-also have ``observe(predict)``: the training loop calls it before the first
-stage and at the end of every stage with a function images -> class
-probabilities of the current model, so the curriculum can measure progress.
+also have ``observe(evaluate)``: the training loop calls it before the first
+stage and at the end of every stage with a function that predicts, with the
+current model, the image rows at given positions (optionally augmented at given
+strengths), so the curriculum can measure progress. Curricula never hold images:
+they hold row positions, and the loop streams the files.
 Their state is plain JSON (``state_dict`` / ``load_state_dict``), saved in
 checkpoints so a resumed run takes the same decisions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-import torch
+import numpy as np
 
-Predict = Callable[[torch.Tensor], torch.Tensor]  # uint8 (N, 3, H, W) -> probabilities (N, C)
+
+class Evaluate(Protocol):
+    """positions of image rows (and per-row augmentation strengths) -> predictions with ``pred``,
+    ``p_true`` (NaN where a file could not be read) and ``decoded`` arrays, in the order asked."""
+
+    def __call__(self, positions: np.ndarray, strengths: np.ndarray | None = None, draw_seed: int = 0): ...
 
 
 @dataclass(frozen=True)

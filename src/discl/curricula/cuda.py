@@ -22,7 +22,7 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 
 from ..seeding import stable_seed
-from .base import Predict, Stage
+from .base import Evaluate, Stage
 
 
 def _sign(g: torch.Generator) -> float:
@@ -65,21 +65,17 @@ def augment_image(image: torch.Tensor, strength: int, max_strength: int, generat
     return image
 
 
-def augment_batch(images: torch.Tensor, labels: torch.Tensor, strengths: dict[int, int], max_strength: int,
-                  generator: torch.Generator) -> torch.Tensor:
-    if not any(strengths.values()):
-        return images
-    out = [augment_image(x, strengths.get(int(y), 0), max_strength, generator) for x, y in zip(images, labels)]
-    return torch.stack(out)
-
-
 @dataclass
 class CudaCurriculum:
-    """Per-class augmentation strength that rises while the class is learnt well and falls otherwise."""
+    """Per-class augmentation strength that rises while the class is learnt well and falls otherwise.
+
+    ``positions`` / ``labels``: the real training rows (positions among the run's image rows);
+    the probe set of each class is its first ``probe_per_class`` rows. Images are augmented where
+    they are decoded (``augment``, called by the data loader with each row's strength)."""
 
     total_epochs: int
-    images: torch.Tensor  # real training images, uint8
-    labels: torch.Tensor
+    positions: np.ndarray
+    labels: np.ndarray
     num_classes: int
     threshold: float = 0.6
     max_strength: int = 10
@@ -92,22 +88,29 @@ class CudaCurriculum:
             raise ValueError(f"CUDA threshold must lie in (0, 1], got {self.threshold}")
         self.strength = [0] * self.num_classes
         self.n_observed = 0
-        labels = self.labels.numpy()
-        self._probe = {c: np.flatnonzero(labels == c)[: self.probe_per_class] for c in range(self.num_classes)}
+        positions, labels = np.asarray(self.positions, dtype=np.int64), np.asarray(self.labels, dtype=np.int64)
+        self._probe = {c: positions[np.flatnonzero(labels == c)[: self.probe_per_class]] for c in range(self.num_classes)}
 
-    def observe(self, predict: Predict) -> list[dict]:
-        g = torch.Generator().manual_seed(stable_seed("cuda", self.seed, self.n_observed))
+    def augment(self, image: torch.Tensor, strength: int, generator: torch.Generator) -> torch.Tensor:
+        return augment_image(image, strength, self.max_strength, generator)
+
+    def observe(self, evaluate: Evaluate) -> list[dict]:
+        classes = [c for c, rows in self._probe.items() if len(rows)]
+        if not classes:
+            return []
+        rows = np.concatenate([self._probe[c] for c in classes])
+        owner = np.concatenate([np.full(len(self._probe[c]), c) for c in classes])
+        strengths = np.asarray([self.strength[c] for c in owner], dtype=np.int64)
+        result = evaluate(rows, strengths, stable_seed("cuda", self.seed, self.n_observed))
         self.n_observed += 1
         records = []
-        for c, idx in self._probe.items():
-            if not len(idx):
-                continue
-            batch = torch.stack([augment_image(self.images[i], self.strength[c], self.max_strength, g) for i in idx])
-            acc = float((predict(batch).argmax(-1) == c).float().mean())
+        for c in classes:
+            mine = (owner == c) & result.decoded
+            acc = float((result.pred[mine] == c).mean()) if mine.any() else 0.0
             before = self.strength[c]
             self.strength[c] = min(self.max_strength, before + 1) if acc >= self.threshold else max(0, before - 1)
-            records.append({"class_label": c, "level": before, "progress": acc, "smoothed": acc, "n_images": len(idx),
-                            "n_outliers": 0, "chosen": False})
+            records.append({"class_label": c, "level": before, "progress": acc, "smoothed": acc,
+                            "n_images": int((owner == c).sum()), "n_outliers": 0, "chosen": False})
         return records
 
     def next_stage(self, history: Sequence[Stage]) -> Stage | None:

@@ -12,6 +12,7 @@ from ..rundir import RunDir
 from ..swap import replace_folder, staging_dir
 from ..tables import empty_table, read_table, write_table
 from .buckets import class_table
+from .class_names import apply_class_names
 from .digits import build_digits_lt
 from .image_folder import DatasetError, scan_image_folder
 from .images import load_images
@@ -45,6 +46,10 @@ def prepare_dataset(run: RunDir, cfg: DataConfig) -> tuple[pd.DataFrame, pd.Data
         dataset, skipped = _scan_real(cfg)
     else:
         raise DatasetError(f"unknown dataset {cfg.name!r}; known: {list(DATASETS)}")
+    if "class_id" not in dataset.columns:  # the adapter's names are the classes' own ids
+        dataset["class_id"] = dataset["class_name"]
+    if cfg.class_names:
+        dataset = apply_class_names(dataset, Path(cfg.class_names))
     real = cfg.name in ("imagenet-lt", "iwildcam", "csv")
     classes = class_table(dataset, cfg.lt_many_above if real else cfg.many_above, cfg.lt_few_below if real else cfg.few_below)
     if images is not None:

@@ -2,9 +2,10 @@
 ``ImageNet_LT_train.txt``, ``ImageNet_LT_val.txt`` and ``ImageNet_LT_test.txt``.
 
 Each line of a split file is ``<path relative to the ImageNet root> <label>``, e.g.
-``train/n01440764/n01440764_10026.JPEG 0``. Class names are the WordNet ids of the
-training images' folders. A malformed line is an error naming the file and line;
-an image listed but missing on disk is skipped and recorded.
+``train/n01440764/n01440764_10026.JPEG 0``. A class's id is the WordNet id of its training
+images' folder; its name is that id's ImageNet class name ("American Staffordshire Terrier",
+see class_names.py). A malformed line is an error naming the file and line; an image listed
+but missing on disk is skipped and recorded.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .class_names import imagenet_name
 from .image_folder import DatasetError
 
 SPLIT_FILES = {"train": "ImageNet_LT_train.txt", "val": "ImageNet_LT_val.txt", "test": "ImageNet_LT_test.txt"}
@@ -53,10 +55,11 @@ def scan_imagenet_lt(root: Path, split_dir: Path | None = None) -> tuple[pd.Data
     if frame.empty or not (frame["split"] == "train").any():
         raise DatasetError(f"no ImageNet-LT training image found under {root}")
     train = frame[frame["split"] == "train"]
-    names = dict(zip(train["label"], train["sample_id"].map(lambda p: Path(p).parent.name)))
-    unnamed = sorted(set(frame["label"]) - set(names))
+    wnids = dict(zip(train["label"], train["sample_id"].map(lambda p: Path(p).parent.name)))
+    unnamed = sorted(set(frame["label"]) - set(wnids))
     if unnamed:
         raise DatasetError(f"labels {unnamed[:5]} appear in val/test but have no training image")
-    frame.insert(3, "class_name", frame["label"].map(names))
+    frame.insert(3, "class_name", frame["label"].map(lambda y: imagenet_name(wnids[y])))
+    frame["class_id"] = frame["label"].map(wnids)
     frame["label"] = frame["label"].astype("int32")
     return frame, pd.DataFrame(skipped, columns=["path", "reason"])

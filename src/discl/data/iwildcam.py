@@ -3,6 +3,11 @@
 ``root`` is the folder that holds ``iwildcam_v2.0/``. WILDS's splits map to ours as:
 train -> train, val (OOD) -> val, test (OOD) -> test, id_val -> id_val, id_test -> id_test.
 Evaluation goes through WILDS's own ``eval`` (accuracy, macro recall, macro F1).
+
+Class names are common English names ("cheetah"), as the reference's FLYP code names them; the
+Latin name of WILDS's ``categories.csv`` ("acinonyx jubatus") is kept as the class id. The
+English name is looked up by WILDS category id (discl/data/iwildcam_names.csv); without a
+``categories.csv``, by WILDS v2.0's label ``y``.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .class_names import iwildcam_english_names
 from .image_folder import DatasetError
 
 SPLIT_NAMES = {"train": "train", "val": "val", "test": "test", "id_val": "id_val", "id_test": "id_test"}
@@ -33,12 +39,7 @@ def load_wilds_iwildcam(root: Path):
 def scan_iwildcam(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     ds = load_wilds_iwildcam(root)
     data_dir = Path(ds.data_dir)
-    names = {}
-    categories = data_dir / "categories.csv"
-    if categories.exists():
-        cat = pd.read_csv(categories)
-        if {"y", "name"} <= set(cat.columns):
-            names = dict(zip(cat["y"].astype(int), cat["name"].astype(str)))
+    ids, names = class_names(data_dir / "categories.csv")
     split_of = {v: k for k, v in ds.split_dict.items()}
     rows, skipped = [], []
     for filename, y, split_id in zip(ds._input_array, ds.y_array.tolist(), np.asarray(ds.split_array).tolist()):
@@ -46,10 +47,26 @@ def scan_iwildcam(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         if not file.is_file():
             skipped.append((str(file), "listed in metadata.csv but missing"))
             continue
-        rows.append((str(filename), SPLIT_NAMES[split_of[split_id]], int(y), names.get(int(y), f"class{int(y)}"), str(file)))
-    frame = pd.DataFrame(rows, columns=["sample_id", "split", "label", "class_name", "path"])
+        y = int(y)
+        rows.append((str(filename), SPLIT_NAMES[split_of[split_id]], y, names.get(y, f"class{y}"), str(file), ids.get(y, f"class{y}")))
+    frame = pd.DataFrame(rows, columns=["sample_id", "split", "label", "class_name", "path", "class_id"])
     frame["label"] = frame["label"].astype("int32")
     return frame, pd.DataFrame(skipped, columns=["path", "reason"])
+
+
+def class_names(categories: Path) -> tuple[dict[int, str], dict[int, str]]:
+    """label -> class id (the Latin name) and label -> English name. A category the shipped list
+    does not know keeps its Latin name."""
+    known = iwildcam_english_names()
+    if not categories.exists():
+        return dict(zip(known["y"], known["name"])), dict(zip(known["y"], known["english"]))
+    cat = pd.read_csv(categories, keep_default_na=False)
+    if not {"y", "category_id", "name"} <= set(cat.columns):
+        raise DatasetError(f"{categories}: expected columns y, category_id, name; got {list(cat.columns)}")
+    english = dict(zip(known["category_id"], known["english"]))
+    ids = dict(zip(cat["y"].astype(int), cat["name"].astype(str)))
+    names = {int(y): english.get(int(c), str(n)) for y, c, n in zip(cat["y"], cat["category_id"], cat["name"])}
+    return ids, names
 
 
 def wilds_eval(root: Path, split: str, sample_ids: list[str], predictions: np.ndarray) -> dict:

@@ -28,6 +28,7 @@ from diffusers.utils import logging as diffusers_logging
 from diffusers.utils.torch_utils import randn_tensor
 
 from .base import check_request
+from .sources import floor_to_multiple
 
 
 @contextmanager
@@ -53,18 +54,16 @@ SCHEDULERS = {
 
 
 def working_size(width: int, height: int, multiple: int) -> tuple[int, int]:
-    """(width, height) rounded to the nearest multiple the VAE and UNet need (at least one multiple)."""
-    if width < 1 or height < 1:
-        raise ValueError(f"image size must be positive, got {width}x{height}")
-    # half-way rounds up (Python's round() would round 10.5 to 10)
-    return tuple(max(multiple, int(v / multiple + 0.5) * multiple) for v in (width, height))  # type: ignore[return-value]
+    """(width, height) rounded down to the multiple the VAE and UNet need, as diffusers' image processor
+    rounds (480x270 -> 480x264 at multiple 8); at least one multiple."""
+    return floor_to_multiple(width, height, multiple)
 
 
 @dataclass
 class DiffusersOptions:
     steps: int = 50
     negative_prompt: str = ""
-    resize: tuple[int, int] | None = None  # (width, height) before rounding; None keeps the input size
+    resize: tuple[int, int] | None = None  # (width, height) before rounding down; None keeps the input size
     aesthetic_score: float = 6.0  # SDXL refiner conditioning (diffusers' defaults)
     negative_aesthetic_score: float = 2.5
     cache_size: int = 4096  # sources whose VAE posterior is kept

@@ -16,20 +16,21 @@ from .store import PartStore
 class GenerateActor:
     """Holds one generator (and, with regenerate on, one scorer) for its whole life."""
 
-    def __init__(self, config: dict, run_root: str, source_paths: dict, source_size: tuple[int, int]):
+    def __init__(self, config: dict, run_root: str, source_paths: dict, source_size: tuple[int, int] | None):
         from ..rundir import RunDir
         from .sources import SourceImages
         from ..stages.generate import make_worker
 
         self.run = RunDir(Path(run_root))
         self.generator, self.refine = make_worker(self.run, config)
-        self.sources = SourceImages({k: Path(v) for k, v in source_paths.items()}, source_size)
+        multiple = getattr(self.generator, "multiple", 1)  # the VAE's multiple (diffusers)
+        self.sources = SourceImages({k: Path(v) for k, v in source_paths.items()}, source_size, multiple=multiple)
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         from .runner import batches, generate_batch, write_images
 
         done = []
-        for strength, text_guidance, rows in batches(batch, len(batch)):
+        for strength, text_guidance, rows in batches(batch, len(batch), self.sources.size_of):
             out, rows = generate_batch(self.generator, self.sources, rows, strength, text_guidance, self.refine)
             write_images(self.run, rows, out)
             done.append(rows)
@@ -55,13 +56,19 @@ def run_plan_ray(run, todo: pd.DataFrame, config: dict, source_paths: dict, sour
     try:
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = progress
-        # One strength per batch as far as possible: sort so each strength's rows are contiguous.
-        ordered = todo.sort_values(["strength", "text_guidance", "source_id", "seed"], kind="stable").reset_index(drop=True)
+        # One strength and source size per batch as far as possible: sort so each one's rows are contiguous
+        # (sizes before rounding to the VAE's multiple: close enough to group, and no model needed here).
+        from .sources import SourceImages
+
+        sizes = SourceImages({k: Path(v) for k, v in source_paths.items()}, source_size)
+        ordered = todo.assign(_size=[sizes.size_of(s) for s in todo["source_id"]])
+        ordered = ordered.sort_values(["strength", "text_guidance", "_size", "source_id", "seed"], kind="stable")
+        ordered = ordered.drop(columns="_size").reset_index(drop=True)
         # One block per batch, so every actor gets work (a single block would go to a single actor).
         blocks = [ordered.iloc[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
         ds = ray.data.from_pandas(blocks).map_batches(
             GenerateActor,
-            fn_constructor_kwargs={"config": config, "run_root": str(run.root), "source_paths": source_paths, "source_size": tuple(source_size)},
+            fn_constructor_kwargs={"config": config, "run_root": str(run.root), "source_paths": source_paths, "source_size": None if source_size is None else tuple(source_size)},
             batch_size=batch_size,
             batch_format="pandas",
             compute=ray.data.ActorPoolStrategy(size=workers),

@@ -25,13 +25,19 @@ def pending_rows(run: RunDir, plan: pd.DataFrame, store: PartStore | None = None
     return plan[~plan["synthetic_id"].isin(done["synthetic_id"])]
 
 
-def batches(todo: pd.DataFrame, batch_size: int):
-    """Groups of one (strength, text guidance), cut into batches; a source's outputs stay together."""
+def batches(todo: pd.DataFrame, batch_size: int, size_of: Callable[[str], tuple[int, int]] | None = None):
+    """Groups of one (strength, text guidance) and, with ``size_of`` (source_id -> its (width, height)),
+    one source size, cut into batches; a source's outputs stay together."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    for (strength, text_guidance), group in todo.groupby(["strength", "text_guidance"], sort=True):
+    keys = ["strength", "text_guidance"]
+    if size_of is not None:
+        todo = todo.assign(_size=[size_of(s) for s in todo["source_id"]])
+        keys.append("_size")
+    for key, group in todo.groupby(keys, sort=True):
+        group = group.drop(columns="_size", errors="ignore")
         for start in range(0, len(group), batch_size):
-            yield float(strength), float(text_guidance), group.iloc[start : start + batch_size]
+            yield float(key[0]), float(key[1]), group.iloc[start : start + batch_size]
 
 
 def generate_batch(
@@ -64,12 +70,13 @@ def run_plan(
     refine: Refine | None = None,
     size: tuple[int, int] | None = None,
 ) -> int:
-    """Make every pending image of ``plan``; ``sources`` maps source_id to its uint8 (3, H, W) image.
+    """Make every pending image of ``plan``; ``sources`` maps source_id to its uint8 (3, H, W) image
+    (and, if its sources differ in size, tells each one's size by ``size_of``, as SourceImages does).
     Images first, then the batch's rows: a committed row always has its image. Returns how many were made."""
     store = store or PartStore(run)
     todo = pending_rows(run, plan, store, size)
     bar = tqdm(total=len(todo), desc="generate", unit="img", disable=not progress, leave=False)
-    for strength, text_guidance, batch in batches(todo, batch_size):
+    for strength, text_guidance, batch in batches(todo, batch_size, getattr(sources, "size_of", None)):
         out, rows = generate_batch(generator, sources, batch, strength, text_guidance, refine)
         write_images(run, rows, out)
         store.commit(rows)

@@ -71,6 +71,17 @@ def load_tiny_clip(folder: Path) -> OpenClipScorer:
     return scorer
 
 
+def random_shift(images: torch.Tensor, generator: torch.Generator, pad: int = 1) -> torch.Tensor:
+    """Translate each image by up to ``pad`` pixels (zero fill): cheap augmentation that keeps the class."""
+    n, c, h, w = images.shape
+    padded = torch.nn.functional.pad(images, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    rows = (dy[:, None] + torch.arange(h))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w))[:, None, None, :]
+    return padded[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
+
+
 def train_tiny_clip(
     scorer: OpenClipScorer,
     images: torch.Tensor,
@@ -82,8 +93,6 @@ def train_tiny_clip(
     progress: bool = True,
 ) -> OpenClipScorer:
     """Contrastive training on (image, caption) pairs; ``captions[i]`` describes ``images[i]``."""
-    from ..training.loop import random_shift
-
     model = scorer.model.train()
     generator = torch.Generator().manual_seed(seed)
     tokens = scorer.tokenizer(list(captions))

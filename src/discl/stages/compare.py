@@ -14,10 +14,12 @@ import numpy as np
 import pandas as pd
 
 from ..config import RunConfig
-from ..data import load_dataset_tables, load_split
+from ..data import load_dataset_tables
+from ..data.rows import ImageRows
 from ..metrics import BUCKETS, bucket_accuracy
 from ..rundir import RunDir
 from ..tables import write_table
+from ..training.stream import predict_rows
 from .train import load_inputs, train_method
 
 LOSS_NAMES = {"ce": "CE", "bs": "BS", "flyp": "FLYP"}
@@ -33,7 +35,7 @@ def run_compare(run: RunDir, cfg: RunConfig, methods: list[str], seeds: list[int
     test_rows = dataset[dataset["split"] == "test"]
     if test_rows.empty:
         raise ValueError(f"{run.dataset} has no test image")
-    test_images, test_labels = load_split(run, test_rows, cfg.data.image_size)
+    test_images = ImageRows.from_frame(test_rows, run.resolve_all)
     inputs = load_inputs(run, cfg, methods, echo)
     rows = []
     for seed in seeds:  # seed outermost: an interrupted comparison still has every row for the first seeds
@@ -42,10 +44,10 @@ def run_compare(run: RunDir, cfg: RunConfig, methods: list[str], seeds: list[int
                 c = copy.deepcopy(cfg)
                 c.train.classifier.loss, c.train.classifier.seed = loss, seed
                 log, task = train_method(run, c, method, inputs, compare_dir(run, cfg.train.task, loss, seed, method), echo, progress)
-                pred = task.predict_proba(test_images).argmax(-1).numpy()
+                pred = predict_rows([task], test_images, cfg.eval)[0].pred
                 val_acc = 100 * log[-1]["val_acc"]
                 seconds = sum(r["seconds"] + r.get("eval_seconds", 0.0) for r in log)
-                for r in bucket_accuracy(pred, test_labels.numpy(), classes):
+                for r in bucket_accuracy(pred, test_images.labels, classes):
                     rows.append({"loss": loss, "method": method, "seed": seed, "val_accuracy": val_acc,
                                  "train_seconds": seconds, **r})
                 echo(f"compare {loss} seed {seed} {method}: val {val_acc:.2f}%, test overall {rows[-1]['accuracy']:.2f}%")

@@ -1,15 +1,27 @@
-"""Stage `eval`: top-1 accuracy overall and per bucket on the test split, for every trained method."""
+"""Stage `eval`: top-1 accuracy overall and per bucket on the test split, for every trained method.
+
+Test images are streamed from disk in one pass per split for all methods at once (each batch goes
+through every model), on `eval.device`. iWildCam adds WILDS's own macro F1 on the OOD (test) and
+ID (id_test) splits from the same predictions."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import numpy as np
 import pandas as pd
 
 from ..config import RunConfig
-from ..data import load_dataset_tables, load_split
+from ..data import load_dataset_tables
+from ..data.rows import ImageRows
 from ..metrics import bucket_accuracy, paper_table
 from ..rundir import RunDir
 from ..tables import write_table
-from ..training.classifier import load_classifier, predict_proba
+from ..training.classifier import load_classifier
+from ..training.stream import Predictions, predict_rows
+from ..training.tasks import ClassifierTask
+from .common import changed_keys, method_settings
 
 
 def is_trained(folder) -> bool:
@@ -20,65 +32,104 @@ def trained_methods(run: RunDir, cfg: RunConfig) -> list[str]:
     return [m for m in cfg.train.methods if is_trained(run.method_dir(m))]
 
 
-def load_predictor(folder):
-    """images -> class probabilities of the model saved in ``folder`` (a timm classifier or a FLYP CLIP)."""
-    if (folder / "flyp.json").exists():
-        import json
+def saved_meta(folder: Path) -> dict:
+    name = "flyp.json" if (folder / "flyp.json").exists() else "model.json"
+    return json.loads((folder / name).read_text())
 
+
+def load_task(folder: Path):
+    """The model saved in ``folder`` (a timm classifier or a FLYP CLIP) as a task with its evaluation transform."""
+    folder = Path(folder)
+    if (folder / "flyp.json").exists():
         from ..training.flyp import create_open_clip, load_flyp
 
-        meta = json.loads((folder / "flyp.json").read_text())
+        meta = saved_meta(folder)
         if meta["model"] == "demo":
             from ..scoring.tiny_clip import load_tiny_clip
 
             scorer = load_tiny_clip(folder)
         else:
             scorer = create_open_clip(meta["model"], None)
-        return load_flyp(folder, scorer).predict_proba
-    model, _ = load_classifier(folder)
-    return lambda images: predict_proba(model, images)
+        return load_flyp(folder, scorer)
+    model, _, transforms = load_classifier(folder)
+    return ClassifierTask(model, transforms)
+
+
+def check_current(run: RunDir, cfg: RunConfig, method: str, train_rows: pd.DataFrame) -> None:
+    """Refuse a model trained with other settings than the run's (e.g. a retrain that was interrupted)."""
+    saved = saved_meta(run.method_dir(method)).get("settings")
+    if saved is None:
+        return
+    saved = {k: v for k, v in saved.items() if k != "held_out"}
+    current = json.loads(json.dumps(method_settings(cfg, method, train_rows), default=str))
+    changed = changed_keys(saved, current)
+    if changed:
+        raise ValueError(f"{run.method_dir(method)} holds a model trained with other settings (changed: "
+                         f"{', '.join(changed[:5])}); run `discl train {run.root}` first")
+
+
+def predict_split(run: RunDir, cfg: RunConfig, tasks: dict, rows: pd.DataFrame, split: str, echo=print) -> dict[str, Predictions]:
+    """Predictions of every task on ``rows``: one decoding pass per distinct evaluation transform."""
+    image_rows = ImageRows.from_frame(rows, run.resolve_all)
+    groups: dict[str, list[str]] = {}
+    for method, task in tasks.items():
+        groups.setdefault(json.dumps(task.transforms.describe(), sort_keys=True), []).append(method)
+    out: dict[str, Predictions] = {}
+    for methods in groups.values():
+        for method, result in zip(methods, predict_rows([tasks[m] for m in methods], image_rows, cfg.eval)):
+            out[method] = result
+    failed = ~next(iter(out.values())).decoded
+    if failed.any():
+        names = rows.loc[failed, "path"].tolist()
+        message = f"{int(failed.sum())} of {len(rows)} {split} images could not be read, e.g. {', '.join(names[:5])}"
+        if failed.mean() > cfg.eval.max_skipped_fraction:
+            raise ValueError(f"{message}; that is more than eval.max_skipped_fraction ({cfg.eval.max_skipped_fraction:g})")
+        echo(f"warning: {message}; they count as errors")
+    return out
 
 
 def run_eval(run: RunDir, cfg: RunConfig, echo=print) -> pd.DataFrame:
     dataset, classes = load_dataset_tables(run)
-    test_rows = dataset[dataset["split"] == "test"]
+    test_rows = dataset[dataset["split"] == "test"].reset_index(drop=True)
     if test_rows.empty:
         raise ValueError(f"{run.dataset} has no test image")
     methods = trained_methods(run, cfg)
     if not methods:
         raise FileNotFoundError(f"no trained model under {run.root / 'train'}: run `discl train` first")
-    images, labels = load_split(run, test_rows, cfg.data.image_size)
-    rows, predictions = [], []
+    train_rows = dataset[dataset["split"] == "train"]
     for method in methods:
-        probs = load_predictor(run.method_dir(method))(images)
-        pred = probs.argmax(-1).numpy()
-        rows += [{"method": method, **r} for r in bucket_accuracy(pred, labels.numpy(), classes)]
-        predictions.append(pd.DataFrame({
-            "method": method, "sample_id": test_rows["sample_id"].to_numpy(), "label": labels.numpy(),
-            "pred_label": pred, "p_true": probs.gather(1, labels[:, None]).squeeze(1).numpy(),
-        }))
+        check_current(run, cfg, method, train_rows)
+    tasks = {m: load_task(run.method_dir(m)) for m in methods}
+    predictions = predict_split(run, cfg, tasks, test_rows, "test", echo)
+    labels = test_rows["label"].to_numpy(dtype=np.int64)
+    rows, tables = [], []
+    for method in methods:
+        result = predictions[method]
+        rows += [{"method": method, **r} for r in bucket_accuracy(result.pred, labels, classes)]
+        tables.append(pd.DataFrame({"method": method, "sample_id": test_rows["sample_id"].to_numpy(), "label": labels,
+                                    "pred_label": result.pred, "p_true": result.p_true}))
     metrics = pd.DataFrame(rows)
     write_table(metrics, run.metrics, "metrics")
-    write_table(pd.concat(predictions, ignore_index=True), run.predictions, "predictions")
+    write_table(pd.concat(tables, ignore_index=True), run.predictions, "predictions")
     if cfg.data.name == "iwildcam":
-        run_wilds_eval(run, cfg, dataset, methods, echo)
+        run_wilds_eval(run, cfg, dataset, tasks, {"test": predictions}, echo)
     echo(paper_table(metrics))
     return metrics
 
 
-def run_wilds_eval(run: RunDir, cfg: RunConfig, dataset: pd.DataFrame, methods: list[str], echo=print) -> pd.DataFrame:
-    """Macro F1, macro recall and accuracy on the OOD (test) and ID (id_test) splits, by WILDS's own eval."""
+def run_wilds_eval(run: RunDir, cfg: RunConfig, dataset: pd.DataFrame, tasks: dict, known: dict, echo=print) -> pd.DataFrame:
+    """Macro F1, macro recall and accuracy on the OOD (test) and ID (id_test) splits, by WILDS's own eval;
+    each split is decoded once for all methods (``known`` holds splits already predicted)."""
     from ..data.iwildcam import wilds_eval
 
     rows = []
-    for method in methods:
-        predict = load_predictor(run.method_dir(method))
-        for split in ("test", "id_test"):
-            split_rows = dataset[dataset["split"] == split]
-            if split_rows.empty:
-                continue
-            images, _ = load_split(run, split_rows, cfg.data.image_size)
-            results = wilds_eval(cfg.data.root, split, split_rows["sample_id"].tolist(), predict(images).argmax(-1).numpy())
+    for split in ("test", "id_test"):
+        split_rows = dataset[dataset["split"] == split].reset_index(drop=True)
+        if split_rows.empty:
+            continue
+        predictions = known.get(split) or predict_split(run, cfg, tasks, split_rows, split, echo)
+        for method in tasks:
+            results = wilds_eval(cfg.data.root, split, split_rows["sample_id"].tolist(), predictions[method].pred)
             rows += [{"method": method, "split": split, "metric": k, "value": v} for k, v in results.items()]
             echo(f"{method} {split}: macro F1 {100 * results['F1-macro_all']:.2f}, accuracy {100 * results['acc_avg']:.2f}")
     frame = pd.DataFrame(rows, columns=["method", "split", "metric", "value"])

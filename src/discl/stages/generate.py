@@ -26,7 +26,7 @@ from ..generation.sources import SourceImages
 from ..generation.settings import changes, digest, planned_size, read_record, write_record
 from ..generation.store import PartStore, current, done_rows, stale
 from ..lock import RunLock
-from ..prompts import PromptBank
+from ..prompts import PromptBank, demo_text_warning
 from ..rundir import RunDir
 from ..tables import read_table, write_table
 from . import cache
@@ -91,7 +91,9 @@ def image_settings(run: RunDir, cfg: RunConfig) -> dict:
     if g.regenerate:
         keys += ["regenerate", "regenerate_threshold", "regenerate_tries"]
     settings = {f"generate.{k}": getattr(g, k) for k in keys}
-    settings |= {"generate.resize": g.resize} if g.resize else {"data.image_size": cfg.data.image_size}
+    settings |= {"generate.resize": g.resize} if g.resize else {"generate.source_size": g.source_size}
+    if not g.resize and g.source_size == "square":
+        settings["data.image_size"] = cfg.data.image_size
     if g.backend == "pixel-diffusion":
         settings["generator training images"] = _generator_settings(run, cfg)["data"]
     if g.regenerate:
@@ -125,12 +127,24 @@ def make_worker(run: RunDir, config: dict):
     return ensure_generator(run, cfg, progress=False), make_refiner(run, cfg, progress=False)
 
 
-def source_size(cfg: RunConfig) -> tuple[int, int]:
-    """(width, height) source images are loaded at: generate.resize, else data.image_size squared."""
-    if cfg.generate.resize:
-        if len(cfg.generate.resize) != 2 or min(cfg.generate.resize) < 1:
-            raise ValueError(f"generate.resize must be [width, height], got {cfg.generate.resize}")
-        return tuple(cfg.generate.resize)
+SOURCE_SIZES = ("square", "native")
+
+
+def source_size(cfg: RunConfig) -> tuple[int, int] | None:
+    """(width, height) source images are resized to before rounding down to the VAE's multiple:
+    generate.resize; None (each file's own size) for generate.source_size "native"; else
+    data.image_size squared."""
+    g = cfg.generate
+    if g.source_size not in SOURCE_SIZES:
+        raise ValueError(f"generate.source_size must be one of {list(SOURCE_SIZES)}, got {g.source_size!r}")
+    if g.resize:
+        if len(g.resize) != 2 or min(g.resize) < 1:
+            raise ValueError(f"generate.resize must be [width, height], got {g.resize}")
+        if g.source_size == "native":
+            raise ValueError(f"generate.resize {g.resize} and generate.source_size 'native' contradict each other; set one")
+        return tuple(g.resize)
+    if g.source_size == "native":
+        return None
     return cfg.data.image_size, cfg.data.image_size
 
 
@@ -142,19 +156,25 @@ def write_imagefolder_metadata(run: RunDir, table: pd.DataFrame) -> None:
     tmp.replace(run.synthetic_images / "metadata.jsonl")
 
 
-def describe_work(cfg: RunConfig, hard: pd.DataFrame, plan: pd.DataFrame, mine: pd.DataFrame, todo: pd.DataFrame, shard: tuple[int, int]) -> str:
-    """What `--dry-run` prints: the plan's size and the denoising work left."""
+def describe_work(cfg: RunConfig, hard: pd.DataFrame, plan: pd.DataFrame, mine: pd.DataFrame, todo: pd.DataFrame, shard: tuple[int, int],
+                  size_of=None) -> str:
+    """What `--dry-run` prints: the plan's size and the denoising work left (``size_of``: source_id ->
+    (width, height), when sources differ in size and so cannot share a call)."""
     g = cfg.generate
     steps = g.inference_steps
     passes = 2 if g.text_guidance > 1 or g.backend == "pixel-diffusion" else 1  # classifier-free guidance doubles the UNet batch
     unet_steps = int(sum(max(1, min(int(steps * s), steps)) for s in todo["strength"])) * passes
-    calls = sum(math.ceil(n / g.batch_size) for n in todo.groupby(["strength", "text_guidance"]).size())
+    sized = todo.assign(_size=[size_of(s) for s in todo["source_id"]] if size_of else 0)
+    calls = sum(math.ceil(n / g.batch_size) for n in sized.groupby(["strength", "text_guidance", "_size"]).size())
+    size = source_size(cfg)
+    where = "their own size" if size is None else f"{size[0]}x{size[1]}"
     lines = [
         f"plan: {len(hard)} hard samples x {len(g.strengths)} strengths x {len(g.seeds)} seeds = {len(plan)} images "
         f"(text guidance {g.text_guidance}, {generator_name(g)}, {steps} steps)",
         f"shard {shard[0]}/{shard[1]}: {len(mine)} images, {len(mine) - len(todo)} already done, {len(todo)} to make",
         f"work: {calls} pipeline calls at batch size {g.batch_size} (the reference makes {len(todo)}), "
         f"{unet_steps} UNet image-steps{' (x2 for guidance)' if passes == 2 else ''}, engine {g.engine}",
+        f"sources: at {where}" + (", rounded down to the VAE's multiple (8 for Stable Diffusion)" if g.backend == "diffusers" else ""),
     ]
     if g.regenerate:
         lines.append(f"regenerate: up to {g.regenerate_tries} more draws per image with text similarity <= {g.regenerate_threshold}")
@@ -182,6 +202,9 @@ def run_generate(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True,
     hard = read_table(run.hard, "hard")
     if hard.empty:
         raise ValueError(f"{run.hard} lists no hard sample: nothing to generate")
+    source = source_size(cfg)  # checks the settings before any work
+    if g.backend == "diffusers" and (warning := demo_text_warning("generate.prompt_template", g.prompt_template, cfg.data.name)):
+        echo(warning)
     settings = image_settings(run, cfg)
     plan = plan_spectrum(hard, g.strengths, g.seeds, g.text_guidance, prompt_bank(cfg), generator_name(g), digest(settings))
     # 2. this shard's pending rows: not committed, made with other settings, or whose image is not whole
@@ -190,12 +213,14 @@ def run_generate(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True,
     store = PartStore(run, "all" if count == 1 else f"shard-{index}-of-{count}")
     store.compact()
     committed = store.rows()
-    size = planned_size(run, settings)
+    # The size every image of these settings has (None: not known yet, or sources at their native sizes).
+    size = planned_size(run, settings) if source is not None else None
     done = done_rows(run, mine, committed, size)
     todo = mine[~mine["synthetic_id"].isin(done["synthetic_id"])]
     _say_what_is_remade(echo, run, mine, committed, done, settings)
     if dry_run:
-        echo(describe_work(cfg, hard, plan, mine, todo, (index, count)))
+        sizes = SourceImages({sid: run.resolve(p) for sid, p in zip(hard["sample_id"], hard["path"])}, source) if source is None else None
+        echo(describe_work(cfg, hard, plan, mine, todo, (index, count), sizes.size_of if sizes else None))
         return todo
     # 3. make them (a temp file left by a killed write is this shard's own: remove it)
     for path in todo["path"]:
@@ -204,7 +229,6 @@ def run_generate(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True,
     if len(todo):
         write_record(run, settings, size)
         paths = {sid: run.resolve(p) for sid, p in zip(hard["sample_id"], hard["path"])}
-        source = source_size(cfg)
         if g.engine == "ray":
             from ..generation.engine_ray import run_plan_ray
 
@@ -216,10 +240,10 @@ def run_generate(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True,
                          g.ray_workers, g.ray_gpus_per_worker, g.ray_address, progress)
         else:
             generator = ensure_generator(run, cfg, echo, progress)
-            run_plan(run, todo, generator, SourceImages(paths, source), g.batch_size, progress, store,
-                     make_refiner(run, cfg, echo, progress), size=size)
+            sources = SourceImages(paths, source, multiple=getattr(generator, "multiple", 1))  # the VAE's multiple (diffusers)
+            run_plan(run, todo, generator, sources, g.batch_size, progress, store, make_refiner(run, cfg, echo, progress), size=size)
         store.compact()
-        if size is None:  # the size these settings make, checked on every later resume
+        if size is None and source is not None:  # the size these settings make, checked on every later resume
             with Image.open(run.resolve(todo["path"].iloc[0])) as first:
                 size = first.size
             write_record(run, settings, size)

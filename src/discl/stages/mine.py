@@ -16,42 +16,49 @@ import torch
 
 from ..config import RunConfig
 from ..curricula import RealOnly
-from ..data import load_dataset_tables, load_split
+from ..data import load_dataset_tables
 from ..data.reference_csv import match_to_dataset, read_reference_csv
-from ..mining import RULES, Judge, few_shot_mask, fold_ids, hard_rules, load_timm_judge, timm_judge_key  # noqa: F401 (RULES, hard_rules re-exported)
+from ..data.rows import ImageRows
+from ..mining import (RULES, Judge, drop_excluded_classes, few_shot_mask, fold_ids, hard_rules, judge_task,  # noqa: F401
+                      load_timm_judge, timm_judge_key)  # (RULES, hard_rules re-exported)
 from ..rundir import RunDir
 from ..tables import write_table
-from ..training.classifier import create_classifier, predict_proba, save_classifier
-from ..training.loop import StageData, train_with_curriculum
+from ..training.classifier import create_classifier, load_classifier, save_classifier
+from ..training.loop import TrainData, train_with_curriculum
+from ..training.pool import RowPool
+from ..training.stream import Predictions, predict_rows
 from ..training.tasks import ClassifierTask
+from ..training.transforms import classifier_transforms
 from . import cache
 from .common import base_model_dir, classifier_settings, load_base_classifier
 
 
-def _train_classifier(run: RunDir, cfg: RunConfig, train_rows: pd.DataFrame, folder: Path, name: str, progress: bool) -> torch.nn.Module:
+def _train_classifier(run: RunDir, cfg: RunConfig, train_rows: pd.DataFrame, folder: Path, name: str,
+                      progress: bool) -> ClassifierTask:
     """A base model trained on ``train_rows`` with ``mine.base.loss`` (cross-entropy or Balanced
-    Softmax); cached in ``folder``."""
+    Softmax), streamed from disk like any task model; cached in ``folder``."""
+    base = cfg.mine.base
     dataset, classes = load_dataset_tables(run)
-    settings = classifier_settings(cfg.mine.base, cfg.data.image_size, train_rows)
+    settings = classifier_settings(base, cfg.data.image_size, train_rows)
     if cache.is_current(folder, settings):
-        from ..training.classifier import load_classifier
-
-        return load_classifier(folder)[0]
-    images, labels = load_split(run, train_rows, cfg.data.image_size)
-    val = load_split(run, dataset[dataset["split"] == "val"], cfg.data.image_size)
-    model = create_classifier(cfg.mine.base.model, len(classes), cfg.mine.base.seed)
-    data = StageData(images, labels, len(labels), 0)
+        model, _, transforms = load_classifier(folder)
+        return ClassifierTask(model, transforms)
+    model = create_classifier(base.model, len(classes), base.seed)
+    transforms = classifier_transforms(model, base.augment, cfg.data.image_size)
     # A class can be absent from an out-of-fold training split (a tail class's only image is the one
     # being judged); count it as one image, so its prior is "rarest" rather than undefined.
+    labels = torch.from_numpy(train_rows["label"].to_numpy(dtype="int64", copy=True))
     counts = torch.bincount(labels, minlength=len(classes)).clamp(min=1)
-    task = ClassifierTask(model, cfg.mine.base.loss, counts, cfg.mine.base.bs_prior)
-    train_with_curriculum(task, cfg.mine.base, RealOnly(cfg.mine.base.epochs), lambda _: data, val, name, progress)
-    save_classifier(model, folder, cfg.mine.base.model, len(classes))
+    task = ClassifierTask(model, transforms, base.loss, counts, base.bs_prior)
+    pool = RowPool(run, train_rows, None, dataset[dataset["split"] == "val"], set())
+    data = TrainData(pool.rows, pool, pool.val, len(classes))
+    train_with_curriculum(task, base, base, RealOnly(base.epochs), data, name, progress, device_key="mine.base.device")
+    save_classifier(model, folder, base.model, len(classes), transforms)
     cache.mark_current(folder, settings)
-    return model.eval()
+    return task
 
 
-def ensure_base_classifier(run: RunDir, cfg: RunConfig, progress: bool = True) -> torch.nn.Module:
+def ensure_base_classifier(run: RunDir, cfg: RunConfig, progress: bool = True) -> ClassifierTask:
     """The base model trained on the whole real training split; cached in models/base."""
     dataset, _ = load_dataset_tables(run)
     return _train_classifier(run, cfg, dataset[dataset["split"] == "train"], base_model_dir(run), "base", progress)
@@ -74,36 +81,45 @@ def load_judge(run: RunDir, cfg: RunConfig, load: bool = True) -> Judge:
         raise FileNotFoundError(f"no base model in {folder}: run `discl mine` first (or set mine.base_weights)")
     settings = cache.settings_path(folder)
     key = hashlib.sha1(settings.read_bytes() if settings.exists() else b"untracked").hexdigest()[:16]
-    return Judge(load_base_classifier(run) if load else None, f"trained:{key}", cfg.data.image_size)
+    if not load:
+        return Judge(None, f"trained:{key}", 0)
+    model, transforms = load_base_classifier(run)
+    return Judge(model, f"trained:{key}", transforms.input_size, transforms.mean, transforms.std, transforms.crop_pct,
+                 transforms.interpolation)
 
 
-def predictions(run: RunDir, cfg: RunConfig, train_rows: pd.DataFrame, progress: bool) -> torch.Tensor:
-    """Class probabilities of every training image, in-sample or out-of-fold."""
+def _predict(task: ClassifierTask, run: RunDir, rows: pd.DataFrame, cfg: RunConfig) -> Predictions:
+    return predict_rows([task], ImageRows.from_frame(rows, run.resolve_all), cfg.mine.base, device_key="mine.base.device")[0]
+
+
+def predictions(run: RunDir, cfg: RunConfig, train_rows: pd.DataFrame, progress: bool) -> Predictions:
+    """Top-1 class and p(true class) of every training image, in-sample or out-of-fold."""
     m = cfg.mine
     if m.base_weights:
         if m.folds >= 2:
             raise ValueError("mine.folds >= 2 trains k base models here; it cannot be combined with mine.base_weights")
-        judge = load_judge(run, cfg)
-        size = judge.image_size
-        images, _ = load_split(run, train_rows, size)
-        return judge.predict_proba(images)
-    model = ensure_base_classifier(run, cfg, progress)  # also the judge of later stages
-    images, labels = load_split(run, train_rows, cfg.data.image_size)
+        return _predict(judge_task(load_judge(run, cfg)), run, train_rows, cfg)
+    task = ensure_base_classifier(run, cfg, progress)  # also the judge of later stages
     if m.folds < 2:
-        return predict_proba(model, images)
-    folds = fold_ids(labels.numpy(), m.folds, m.base.seed)
-    probs = torch.full((len(labels), len(load_dataset_tables(run)[1])), float("nan"))
+        return _predict(task, run, train_rows, cfg)
+    labels = train_rows["label"].to_numpy(dtype="int64")
+    folds = fold_ids(labels, m.folds, m.base.seed)
+    pred = np.full(len(labels), -1, dtype=np.int64)
+    p_true = np.full(len(labels), np.nan, dtype=np.float32)
+    decoded = np.zeros(len(labels), dtype=bool)
     for k in range(m.folds):
-        held = torch.from_numpy(folds == k)
-        fold_model = _train_classifier(run, cfg, train_rows[~held.numpy()], run.models / f"base-fold{k}", f"base fold {k + 1}/{m.folds}", progress)
-        probs[held] = predict_proba(fold_model, images[held])
-    return probs
+        held = folds == k
+        fold_task = _train_classifier(run, cfg, train_rows[~held], run.models / f"base-fold{k}", f"base fold {k + 1}/{m.folds}", progress)
+        out = _predict(fold_task, run, train_rows[held], cfg)
+        pred[held], p_true[held], decoded[held] = out.pred, out.p_true, out.decoded
+    return Predictions(pred, p_true, decoded)
 
 
 def import_hard_csv(run: RunDir, cfg: RunConfig, train_rows: pd.DataFrame, echo=print) -> pd.DataFrame:
     csv_rows, fmt = read_reference_csv(Path(cfg.mine.hard_csv))
     root = Path(cfg.mine.hard_csv_root) if cfg.mine.hard_csv_root else None
-    matched = match_to_dataset(csv_rows, train_rows, Path(cfg.mine.hard_csv), root, run.resolve)
+    classes = load_dataset_tables(run)[1]
+    matched = match_to_dataset(csv_rows, train_rows, Path(cfg.mine.hard_csv), root, run.resolve, dict(zip(classes["label"], classes["class_id"])))
     echo(f"mine: imported {len(matched)} hard samples from {cfg.mine.hard_csv} ({fmt} format)")
     return matched
 
@@ -121,27 +137,37 @@ def run_mine(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True) -> 
         hard = import_hard_csv(run, cfg, train_rows, echo)
         hard = table[table["sample_id"].isin(set(hard["sample_id"]))].copy()
         hard["p_true"], hard["pred_label"], hard["reason"] = np.nan, -1, "csv"
+        hard = drop_excluded_classes(hard, classes, m.exclude_classes, echo)
         write_table(hard.reset_index(drop=True), run.hard, "hard")
         return hard.reset_index(drop=True)
+
+    # 1b. The zero-shot CLIP's failures (mine.rules [clip_misclassified]): no base model (stages/mine_clip.py).
+    if "clip_misclassified" in m.rules:
+        from .mine_clip import mine_with_clip
+
+        return mine_with_clip(run, cfg, table, classes, echo, progress)
 
     # 2. Probabilities of every training image (in-sample or out-of-fold), then the rules.
     unknown = sorted(set(m.rules) - set(RULES))
     if unknown:
         raise ValueError(f"unknown mining rule {unknown[0]!r}; known: {list(RULES)}")
-    probs = predictions(run, cfg, train_rows, progress)
+    out = predictions(run, cfg, train_rows, progress)
+    if not out.decoded.all():
+        bad = train_rows.loc[~out.decoded, "path"].tolist()
+        echo(f"warning: mine: {len(bad)} training images could not be read and are not judged, e.g. {bad[0]}")
     labels = torch.from_numpy(train_rows["label"].to_numpy(dtype="int64", copy=True))
-    if int(labels.max()) >= probs.shape[1]:
-        raise ValueError(f"the base model knows {probs.shape[1]} classes but the dataset has label {int(labels.max())}")
-    p_true = probs.gather(1, labels[:, None]).squeeze(1)
-    pred = probs.argmax(-1)
+    p_true, pred = torch.from_numpy(np.nan_to_num(out.p_true, nan=1.0)), torch.from_numpy(out.pred)
     counts = dict(zip(classes["label"].astype(int), classes["train_count"].astype(int)))
     few = torch.from_numpy(few_shot_mask(labels.numpy(), counts, bucket_of, m.few_shot_below))
-    table["p_true"] = p_true.numpy()
-    table["pred_label"] = pred.numpy()
-    table["reason"] = hard_rules(p_true, pred, labels, few, m)
+    table["p_true"] = out.p_true
+    table["pred_label"] = out.pred
+    reasons = hard_rules(p_true, pred, labels, few, m)
+    # An image that could not be read is never hard: there is nothing to generate from.
+    table["reason"] = [r if ok else "" for r, ok in zip(reasons, out.decoded)]
 
     # 3. The hard table.
     hard = table[table["reason"] != ""].reset_index(drop=True)
+    hard = drop_excluded_classes(hard, classes, m.exclude_classes, echo)
     if hard.empty:
         echo("warning: no hard sample found; loosen mine.rules or mine.prob_threshold")
     write_table(hard, run.hard, "hard")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..config import RunConfig
 from ..data import prepare_dataset
+from ..data.class_names import shared_names
 from ..rundir import RunDir
 
 
@@ -11,6 +12,15 @@ def run_prepare(run: RunDir, cfg: RunConfig, echo=print) -> None:
     dataset, classes, skipped = prepare_dataset(run, cfg.data)
     counts = dataset["split"].value_counts().to_dict()
     echo(f"dataset {cfg.data.name}: {len(classes)} classes, " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    renamed = classes[classes["class_id"] != classes["class_name"]]
+    if len(renamed):
+        echo("class names: " + ", ".join(f"{r.class_id} -> {r.class_name}" for r in renamed.head(3).itertuples())
+             + (f" (and {len(renamed) - 3} more)" if len(renamed) > 3 else ""))
+    shared = shared_names(classes)
+    if shared:
+        echo(f"note: {len(shared)} names are shared by several classes: "
+             + ", ".join(f"{name!r} (labels {labels})" for name, labels in list(shared.items())[:5])
+             + "; prompt files keyed by name apply to all of them (data.class_names can rename them)")
     echo("buckets: " + ", ".join(f"{b} {n}" for b, n in classes["bucket"].value_counts().sort_index().items()))
     untrainable = classes[classes["train_count"] == 0]
     if len(untrainable):

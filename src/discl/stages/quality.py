@@ -7,10 +7,12 @@ import torch
 from ..config import RunConfig
 from ..data import load_dataset_tables, load_split
 from ..data.images import load_images
+from ..data.rows import ImageRows
 from ..rundir import RunDir
 from ..scoring.base import zero_shot_predict
 from ..tables import read_table
-from ..training.classifier import predict_proba
+from ..training.stream import predict_rows
+from ..training.tasks import ClassifierTask
 from .common import load_base_classifier
 from .score import captions_for, ensure_scorer
 
@@ -37,15 +39,17 @@ def class_consistency(run: RunDir, cfg: RunConfig, strength: float = 1.0) -> dic
         return {"base": float("nan"), "base_on_real": float("nan"), "clip": float("nan"), "n_images": 0}
     images = load_images([run.resolve(p) for p in rows["path"]], cfg.data.image_size)
     wanted = torch.from_numpy(rows["label"].to_numpy(dtype="int64", copy=True))
-    base = load_base_classifier(run)
+    base = ClassifierTask(*load_base_classifier(run))
     dataset, classes = load_dataset_tables(run)
     test = dataset[(dataset["split"] == "test") & dataset["label"].isin(rows["label"].unique())]
-    test_images, test_labels = load_split(run, test, cfg.data.image_size)
     captions = captions_for(classes, cfg.score.caption_template)
     clip_pred = zero_shot_predict(ensure_scorer(run, cfg, progress=False), images, [captions[k] for k in sorted(captions)])
+    judged = ImageRows.concat([ImageRows.from_frame(rows, run.resolve_all), ImageRows.from_frame(test, run.resolve_all)])
+    out = predict_rows([base], judged, cfg.mine.base, device_key="mine.base.device")[0]
+    right = out.pred == judged.labels
     return {
-        "base": float((predict_proba(base, images).argmax(-1) == wanted).float().mean()),
-        "base_on_real": float((predict_proba(base, test_images).argmax(-1) == test_labels).float().mean()),
+        "base": float(right[: len(rows)].mean()),
+        "base_on_real": float(right[len(rows):].mean()),
         "clip": float((clip_pred == wanted).float().mean()),
         "n_images": len(rows),
     }

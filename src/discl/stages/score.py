@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from ..config import RunConfig
 from ..data import foundation_rows, load_dataset_tables, load_split
+from ..prompts import demo_text_warning
 from ..rundir import RunDir
 from ..scoring.base import Scorer
 from ..scoring.embeddings import EmbeddingStore
@@ -225,6 +226,8 @@ def run_score(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True, re
     if s.text_source not in TEXT_SOURCES:
         raise ValueError(f"unknown score.text_source {s.text_source!r}; known: {list(TEXT_SOURCES)}")
     rules, cap = filters_from_config(s)
+    if s.text_source == "caption" and (warning := demo_text_warning("score.caption_template", s.caption_template, cfg.data.name)):
+        echo(warning)
     texts = texts_for(synthetic, classes, cfg)
     sources = hard[hard["sample_id"].isin(set(synthetic["source_id"]))].drop_duplicates("sample_id")
 

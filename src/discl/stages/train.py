@@ -1,4 +1,9 @@
-"""Stage `train`: the task model for each method (baselines and DisCL curricula), resumable."""
+"""Stage `train`: the task model for each method (baselines and DisCL curricula), resumable.
+
+A method reads *rows* (paths and labels) from the run's tables, never decoded images: one pool
+holds the real training rows, the kept synthetic rows, the validation split and, for adaptive
+curricula, the curriculum-validation rows; a stage is a choice of positions in that pool, and the
+training loop streams the files (training/loop.py)."""
 
 from __future__ import annotations
 
@@ -10,18 +15,19 @@ import pandas as pd
 import torch
 
 from ..config import RunConfig
-from ..curricula import CurriculumValidation, Stage, create_curriculum, uses_synthetic, uses_validation
-from ..data import load_dataset_tables, load_split
-from ..data.images import load_images
+from ..curricula import CurriculumValidation, create_curriculum, uses_synthetic, uses_validation
+from ..data import load_dataset_tables
 from ..rundir import RunDir
 from ..seeding import stable_seed
 from ..tables import read_table, write_table
-from ..training.classifier import create_classifier, save_classifier
-from ..training.loop import StageData, TailSampling, train_with_curriculum
 from ..training import ddp
+from ..training.classifier import create_classifier, save_classifier
+from ..training.loop import TrainData, train_with_curriculum
+from ..training.pool import RowPool
+from ..training.sampling import TailSampling
 from ..training.tasks import ClassifierTask
-from .common import fingerprint
-
+from ..training.transforms import classifier_transforms
+from .common import method_settings
 
 def kept_synthetic(run: RunDir) -> pd.DataFrame:
     """Synthetic images that passed the filter, with their image-guidance level."""
@@ -40,70 +46,29 @@ def validation_sources(synthetic: pd.DataFrame, levels: list[int], n_sources: in
     return sorted(full, key=lambda src: stable_seed("curriculum-validation", seed, src))[:n_sources]
 
 
-def build_validation(run: RunDir, cfg: RunConfig, synthetic: pd.DataFrame, train_rows: pd.DataFrame,
-                     levels: list[int], sources: list[str]) -> CurriculumValidation:
-    """One image per (source, level): the kept synthetic image of the lowest grid seed; the real source at 100."""
+def validation_rows(synthetic: pd.DataFrame, train_rows: pd.DataFrame, levels: list[int], sources: list[str]) -> pd.DataFrame:
+    """One row per (source, level): the kept synthetic image of the lowest grid seed; the real source at 100.
+    Columns: path, label, image_guidance, source_id."""
     rows = synthetic[synthetic["source_id"].isin(sources) & synthetic["image_guidance"].isin(levels)]
     rows = rows.sort_values(["source_id", "image_guidance", "seed"]).drop_duplicates(["source_id", "image_guidance"])
-    paths, labels, lvls, ids = list(rows["path"]), list(rows["label"]), list(rows["image_guidance"]), list(rows["source_id"])
+    frame = rows[["path", "label", "image_guidance", "source_id"]]
     if 100 in levels:
         real = train_rows[train_rows["sample_id"].isin(sources)].sort_values("sample_id")
-        paths += list(real["path"]); labels += list(real["label"]); lvls += [100] * len(real); ids += list(real["sample_id"])
-    if not paths:
+        frame = pd.concat([frame, pd.DataFrame({"path": real["path"], "label": real["label"], "image_guidance": 100,
+                                                "source_id": real["sample_id"]})], ignore_index=True)
+    if frame.empty:
         raise ValueError("the curriculum validation set is empty: no source has kept synthetic images at every level "
                          f"{levels}; lower train.curriculum.val_sources or the levels, or keep more images in `score`")
-    return CurriculumValidation(load_images([run.resolve(p) for p in paths], cfg.data.image_size),
-                                torch.tensor(labels, dtype=torch.long), torch.tensor(lvls, dtype=torch.long), ids)
-
-
-class StageDataBuilder:
-    """Stage -> StageData: the real training images (minus excluded sources) plus the kept synthetic
-    images of the stage's level(s); cached per distinct data."""
-
-    def __init__(self, run: RunDir, cfg: RunConfig, real_rows: pd.DataFrame, real: tuple[torch.Tensor, torch.Tensor],
-                 few_labels: set[int], synthetic: pd.DataFrame | None, exclude: list[str] = ()):
-        keep = ~real_rows["sample_id"].isin(set(exclude)).to_numpy()
-        self.run, self.size = run, cfg.data.image_size
-        self.real = (real[0][keep], real[1][keep])
-        self.real_tail = torch.tensor([int(y) in few_labels for y in self.real[1]], dtype=torch.bool)
-        self.synthetic = None if synthetic is None else synthetic[~synthetic["source_id"].isin(set(exclude))]
-        self._images: dict[str, torch.Tensor] = {}
-        self._cache: dict[tuple, StageData] = {}
-
-    def _synthetic_rows(self, stage: Stage) -> pd.DataFrame | None:
-        if self.synthetic is None:
-            return None
-        if stage.class_levels:
-            pairs = pd.DataFrame(stage.class_levels, columns=["label", "image_guidance"])
-            return self.synthetic.merge(pairs, on=["label", "image_guidance"], how="inner")
-        return self.synthetic[self.synthetic["image_guidance"].isin(stage.synthetic_levels())]
-
-    def __call__(self, stage: Stage) -> StageData:
-        key = (stage.synthetic_levels(), stage.class_levels)
-        if key not in self._cache:
-            rows = self._synthetic_rows(stage)
-            if rows is None or rows.empty:
-                self._cache[key] = StageData(self.real[0], self.real[1], len(self.real[1]), 0, self.real_tail)
-            else:
-                missing = [p for p in rows["path"] if p not in self._images]
-                if missing:
-                    self._images.update(zip(missing, load_images([self.run.resolve(p) for p in missing], self.size)))
-                images = torch.stack([self._images[p] for p in rows["path"]])
-                labels = torch.from_numpy(rows["label"].to_numpy(dtype="int64", copy=True))
-                tail = torch.cat([self.real_tail, torch.ones(len(rows), dtype=torch.bool)])
-                self._cache[key] = StageData(torch.cat([self.real[0], images]), torch.cat([self.real[1], labels]),
-                                             len(self.real[1]), len(rows), tail)
-        return self._cache[key]
+    return frame.reset_index(drop=True)
 
 
 @dataclass
 class TrainInputs:
-    """What every method of a run trains and validates on, loaded once."""
+    """What every method of a run trains and validates on: table rows, read once (no image is decoded here)."""
 
     classes: pd.DataFrame
     train_rows: pd.DataFrame
-    real: tuple[torch.Tensor, torch.Tensor]
-    val: tuple[torch.Tensor, torch.Tensor]
+    val_rows: pd.DataFrame
     synthetic: pd.DataFrame | None
 
     @property
@@ -119,23 +84,23 @@ class TrainInputs:
 def load_inputs(run: RunDir, cfg: RunConfig, methods: list[str], echo=print) -> TrainInputs:
     dataset, classes = load_dataset_tables(run)
     train_rows = dataset[dataset["split"] == "train"].reset_index(drop=True)
-    real = load_split(run, train_rows, cfg.data.image_size)
-    val = load_split(run, dataset[dataset["split"] == "val"], cfg.data.image_size)
+    val_rows = dataset[dataset["split"] == "val"].reset_index(drop=True)
     synthetic = kept_synthetic(run) if any(uses_synthetic(m) for m in methods) else None
     if synthetic is not None:
         present = set(synthetic["image_guidance"])
         missing = [lv for lv in cfg.train.levels if lv != 100 and lv not in present]
         if missing:
             echo(f"warning: no kept synthetic image at levels {missing}; those stages train on real data only")
-    return TrainInputs(classes, train_rows, real, val, synthetic)
+    return TrainInputs(classes, train_rows, val_rows, synthetic)
 
 
 def make_task(run: RunDir, cfg: RunConfig, inputs: TrainInputs):
-    """The task model at its starting weights (weights loaded at the edge, by name)."""
+    """The task model at its starting weights (weights loaded at the edge, by name), with its transforms."""
     t = cfg.train
     if t.task == "classifier":
         model = create_classifier(t.classifier.model, len(inputs.classes), t.classifier.seed, t.classifier.pretrained)
-        return ClassifierTask(model, t.classifier.loss, inputs.class_counts, t.classifier.bs_prior)
+        transforms = classifier_transforms(model, t.classifier.augment, cfg.data.image_size)
+        return ClassifierTask(model, transforms, t.classifier.loss, inputs.class_counts, t.classifier.bs_prior)
     if t.task == "flyp":
         from ..training.flyp import FlypTask, create_open_clip
 
@@ -151,45 +116,62 @@ def make_task(run: RunDir, cfg: RunConfig, inputs: TrainInputs):
     raise ValueError(f"unknown train.task {t.task!r}; known: ['classifier', 'flyp']")
 
 
-def train_method(run: RunDir, cfg: RunConfig, method: str, inputs: TrainInputs, out_dir: Path,
-                 echo=print, progress: bool = True, stop_after: int | None = None) -> tuple[list[dict], object]:
-    """Train one method into ``out_dir`` (checkpoint, metrics.jsonl, curriculum_log.parquet, log.parquet, model)."""
+def build_method_data(run: RunDir, cfg: RunConfig, method: str, inputs: TrainInputs):
+    """The row pool of one method, its curriculum-validation set (adaptive curricula) and its held-out sources."""
     t = cfg.train
-    validation, exclude = None, []
+    validation, exclude, extra = None, [], None
+    candidates: list[int] = []
     if uses_validation(method):
         if inputs.synthetic is None:
             raise ValueError(f"{method} needs synthetic images: run generate and score first")
         candidates = sorted({lv for lv in t.levels if lv >= t.curriculum.min_level})
         exclude = validation_sources(inputs.synthetic, candidates, t.curriculum.val_sources, t.classifier.seed)
-        validation = build_validation(run, cfg, inputs.synthetic, inputs.train_rows, candidates, exclude)
-    builder = StageDataBuilder(run, cfg, inputs.train_rows, inputs.real, inputs.few_labels,
-                               inputs.synthetic if uses_synthetic(method) else None, exclude)
+        extra = validation_rows(inputs.synthetic, inputs.train_rows, candidates, exclude)
+    held = set(exclude)
+    real = inputs.train_rows[~inputs.train_rows["sample_id"].isin(held)]
+    synthetic = inputs.synthetic if uses_synthetic(method) else None
+    if synthetic is not None:
+        synthetic = synthetic[~synthetic["source_id"].isin(held)]
+    pool = RowPool(run, real, synthetic, inputs.val_rows, inputs.few_labels, extra)
+    if extra is not None:
+        validation = CurriculumValidation(pool.extra, extra["label"].to_numpy(), extra["image_guidance"].to_numpy(),
+                                          list(extra["source_id"]))
+    return pool, validation, exclude
+
+
+def train_method(run: RunDir, cfg: RunConfig, method: str, inputs: TrainInputs, out_dir: Path,
+                 echo=print, progress: bool = True, stop_after: int | None = None):
+    """Train one method into ``out_dir`` (checkpoint, metrics.jsonl, curriculum_log.parquet, log.parquet, model)."""
+    t = cfg.train
+    pool, validation, exclude = build_method_data(run, cfg, method, inputs)
     curriculum = create_curriculum(method, t.classifier.epochs, t.levels, t.curriculum_epochs, t.curriculum,
                                    validation=validation, num_classes=len(inputs.classes),
-                                   train_data=builder.real, seed=t.classifier.seed)
+                                   train_rows=(pool.real_positions(), pool.rows.labels[: pool.n_real]),
+                                   seed=t.classifier.seed)
     task = make_task(run, cfg, inputs)
     zero_shot = {k: v.clone() for k, v in task.module.state_dict().items()} if t.task == "flyp" and t.flyp.wise_alpha is not None else None
     sampling = TailSampling(t.curriculum.non_tail_ratio, t.curriculum.tail_fraction) if t.curriculum.tail_sampling else None
-    settings = {"method": method, "train": asdict(t), "image_size": cfg.data.image_size,
-                "data": fingerprint(inputs.train_rows["sample_id"]), "held_out": exclude}
-    log = train_with_curriculum(task, t.classifier, curriculum, builder, inputs.val, method, progress,
-                                sampling=sampling, out_dir=out_dir, settings=settings, resume=t.resume, stop_after=stop_after,
-                                echo=echo)
+    settings = method_settings(cfg, method, inputs.train_rows) | {"held_out": exclude}
+    data = TrainData(pool.rows, pool, pool.val, len(inputs.classes))
+    log = train_with_curriculum(task, t.classifier, t, curriculum, data, method, progress, sampling=sampling,
+                                out_dir=out_dir, settings=settings, resume=t.resume, stop_after=stop_after, echo=echo)
     if len(log) < t.classifier.epochs or not ddp.is_main():
         return log, task
-    extra = {"method": method, "train": asdict(t), "held_out_sources": exclude}
+    extra = {"method": method, "train": asdict(t), "held_out_sources": exclude, "settings": settings}
     if t.task == "flyp":
         from ..training.flyp import save_flyp, wise_ft
 
         if zero_shot is not None:
-            task.module.load_state_dict(wise_ft(zero_shot, task.module.state_dict(), t.flyp.wise_alpha))
+            finetuned = task.module.state_dict()
+            device = next(iter(finetuned.values())).device
+            task.module.load_state_dict(wise_ft({k: v.to(device) for k, v in zero_shot.items()}, finetuned, t.flyp.wise_alpha))
         if t.flyp.model == "demo":
             from .score import scorer_dir
 
             shutil.copy(scorer_dir(run) / "discl-tiny-clip.json", Path(out_dir) / "discl-tiny-clip.json")
         save_flyp(task, out_dir, t.flyp.model, extra)
     else:
-        save_classifier(task.module, out_dir, t.classifier.model, len(inputs.classes), extra)
+        save_classifier(task.module, out_dir, t.classifier.model, len(inputs.classes), task.transforms, extra)
     write_table(pd.DataFrame(log), Path(out_dir) / "log.parquet", "train_log")
     return log, task
 

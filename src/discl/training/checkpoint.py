@@ -1,5 +1,6 @@
 """Training checkpoints as one safetensors file: model and optimiser tensors, RNG states, and every
-non-tensor piece of state (epoch, curriculum state, logs) as JSON in the file's metadata. No pickle."""
+non-tensor piece of state (epoch, step, curriculum state, logs, gradient-scaler state) as JSON in the
+file's metadata. No pickle."""
 
 from __future__ import annotations
 
@@ -18,25 +19,48 @@ def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torc
     for index, entry in state["state"].items():
         for key, value in entry.items():
             if torch.is_tensor(value):
-                tensors[f"optim/{index}/{key}"] = value.detach().contiguous()
+                tensors[f"optim/{index}/{key}"] = value.detach().cpu().contiguous()
             else:
                 scalars[f"{index}/{key}"] = value
     return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
 
 
+def fsync_replace(tmp: Path, path: Path) -> None:
+    """Make ``tmp``'s bytes durable, then rename it over ``path``: after a crash or power loss the
+    path holds the old file or the new one, never half of one."""
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    try:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
 def save_checkpoint(path: Path, module: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    generator: torch.Generator, meta: dict) -> Path:
-    """Write atomically (temp file + rename): a crash never leaves half a checkpoint."""
-    tensors = {f"model/{k}": v.detach().contiguous() for k, v in module.state_dict().items()}
+                    rng: dict[str, torch.Tensor], meta: dict) -> Path:
+    """Write atomically (temp file, fsync, rename): a crash never leaves half a checkpoint."""
+    tensors = {f"model/{k}": v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     optim_tensors, optim_meta = _optimizer_tensors(optimizer)
     tensors |= optim_tensors
-    tensors["rng/generator"] = generator.get_state()
-    tensors["rng/torch"] = torch.get_rng_state()
+    tensors |= {k: v.cpu() for k, v in rng.items()}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file(tensors, str(tmp), metadata={"state": json.dumps(meta | {"optimizer": optim_meta})})
-    os.replace(tmp, path)
+    try:
+        save_file(tensors, str(tmp), metadata={"state": json.dumps(meta | {"optimizer": optim_meta})})
+        fsync_replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -47,8 +71,8 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     return tensors, meta
 
 
-def restore(tensors: dict[str, torch.Tensor], meta: dict, module: torch.nn.Module, optimizer: torch.optim.Optimizer,
-            generator: torch.Generator) -> None:
+def restore(tensors: dict[str, torch.Tensor], meta: dict, module: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """Load model and optimiser state; return the RNG tensors for the caller to set."""
     module.load_state_dict({k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")})
     state: dict[int, dict] = {}
     for key, value in tensors.items():
@@ -59,5 +83,4 @@ def restore(tensors: dict[str, torch.Tensor], meta: dict, module: torch.nn.Modul
         index, name = key.split("/", 1)
         state.setdefault(int(index), {})[name] = value
     optimizer.load_state_dict({"state": state, "param_groups": meta["optimizer"]["param_groups"]})
-    generator.set_state(tensors["rng/generator"])
-    torch.set_rng_state(tensors["rng/torch"])
+    return {k: v for k, v in tensors.items() if k.startswith("rng/")}

@@ -1,4 +1,4 @@
-"""Task classifiers from timm, their checkpoints, and batched prediction."""
+"""Task classifiers from timm and their saved form (safetensors + model.json)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from pathlib import Path
 import timm
 import torch
 from safetensors.torch import load_file, save_file
+
+from . import models  # noqa: F401  (registers discl's extra timm models, e.g. resnet10)
+from .transforms import Transforms, saved_classifier_transforms
 
 
 def create_classifier(name: str, num_classes: int, seed: int = 0, pretrained: str | None = None) -> torch.nn.Module:
@@ -25,30 +28,26 @@ def create_classifier(name: str, num_classes: int, seed: int = 0, pretrained: st
     return timm.create_model(pretrained, pretrained=True, num_classes=num_classes)
 
 
-def to_input(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, 3, H, W) -> float in [-1, 1]."""
-    return images.float().div(127.5).sub(1.0)
-
-
-@torch.no_grad()
-def predict_proba(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-    model.eval()
-    out = [model(to_input(images[i : i + batch_size])).softmax(-1) for i in range(0, len(images), batch_size)]
-    return torch.cat(out) if out else torch.zeros((0, 0))
-
-
-def save_classifier(model: torch.nn.Module, folder: Path, name: str, num_classes: int, extra: dict | None = None) -> None:
+def save_classifier(model: torch.nn.Module, folder: Path, name: str, num_classes: int, transforms: Transforms,
+                    extra: dict | None = None) -> None:
+    """Weights, and in model.json what the model is and how images were fed to it (size, crop, mean/std)."""
+    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
-    meta = {"model": name, "num_classes": num_classes, **(extra or {})}
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(folder / "model.safetensors"))
+    meta = {"model": name, "num_classes": num_classes, "transform": transforms.describe(), **(extra or {})}
     (folder / "model.json").write_text(json.dumps(meta, indent=2))
 
 
-def load_classifier(folder: Path) -> tuple[torch.nn.Module, dict]:
+def load_classifier(folder: Path) -> tuple[torch.nn.Module, dict, Transforms]:
+    folder = Path(folder)
     meta_path = folder / "model.json"
     if not meta_path.exists():
         raise FileNotFoundError(f"no classifier in {folder}: run the stage that trains it first")
     meta = json.loads(meta_path.read_text())
+    if "transform" not in meta:
+        raise ValueError(f"{meta_path} was written by an older discl that did not record the model's input "
+                         "transform; train the model again")
     model = create_classifier(meta["model"], meta["num_classes"])
     model.load_state_dict(load_file(str(folder / "model.safetensors")))
-    return model.eval(), meta
+    return model.eval(), meta, saved_classifier_transforms(meta["transform"])

@@ -17,10 +17,15 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..scoring.base import OpenClipScorer
+from .transforms import clip_transforms
 
 
 class FlypTask:
-    """The loop's task interface (``module``, ``net``, ``loss``, ``predict_proba``) for an open_clip model."""
+    """The loop's task interface (training/tasks.py) for an open_clip model, with open_clip's own
+    train/eval preprocessing. Under DDP the contrastive loss sees every process's images and
+    captions (features gathered with their gradients), so it is the loss of the whole batch."""
+
+    loss_is_global = True
 
     def __init__(self, scorer: OpenClipScorer, class_names: Sequence[str], templates: Sequence[str]):
         if not templates:
@@ -28,13 +33,27 @@ class FlypTask:
         self.scorer = scorer
         self.module = scorer.model
         self.net = scorer.model
+        self.transforms = clip_transforms(scorer.model)
         self.class_names = list(class_names)
         self.templates = list(templates)
         captions = [[t.format(name=n) for t in self.templates] for n in self.class_names]
         # tokens[c, t]: class c with template t
         self.tokens = scorer.tokenizer([c for per_class in captions for c in per_class]).view(len(captions), len(self.templates), -1)
         self.loss_fn = open_clip.ClipLoss()
+        self.device = torch.device("cpu")
         self._head: torch.Tensor | None = None
+
+    def to(self, device: torch.device) -> "FlypTask":
+        from . import ddp
+
+        self.device = device
+        self.module.to(device)
+        self.tokens = self.tokens.to(device)
+        self._head = None
+        if ddp.active():
+            self.loss_fn = open_clip.ClipLoss(local_loss=False, gather_with_grad=True, rank=ddp.rank(),
+                                              world_size=ddp.world_size())
+        return self
 
     @torch.no_grad()
     def head(self) -> torch.Tensor:
@@ -43,27 +62,26 @@ class FlypTask:
         self.module.eval()
         emb = self.module.encode_text(self.tokens.flatten(0, 1), normalize=True).view(*self.tokens.shape[:2], -1)
         self.module.train(was_training)
-        return torch.nn.functional.normalize(emb.mean(1), dim=-1)
+        return torch.nn.functional.normalize(emb.float().mean(1), dim=-1)
 
-    def loss(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # One caption per image; the template cycles with the position in the batch.
-        template = torch.arange(len(labels)) % len(self.templates)
-        text = self.tokens[labels, template]
-        image_features, text_features, scale = self.net(self.scorer.preprocess(images), text)[:3]
+    def loss(self, images: torch.Tensor, labels: torch.Tensor, variants: torch.Tensor | None = None):
+        # The caption template of each image: its variant (the sampler's choice), else its place in the batch.
+        which = variants if variants is not None else torch.arange(len(labels), device=labels.device)
+        text = self.tokens[labels, which % len(self.templates)]
+        image_features, text_features, scale = self.net(images, text)[:3]
         loss = self.loss_fn(image_features, text_features, scale)
         if self._head is None:
             self._head = self.head()
-        logits = scale.detach() * image_features.detach() @ self._head.T  # head of the last evaluation
+        logits = scale.detach() * image_features.detach().float() @ self._head.T  # head of the last evaluation
         return loss, logits
 
-    @torch.no_grad()
-    def predict_proba(self, images: torch.Tensor) -> torch.Tensor:
+    def before_eval(self) -> None:
         self._head = self.head()
         self.module.eval()
-        scale = self.module.logit_scale.exp()
-        out = [(scale * self.scorer.embed_images(images[i : i + 512]) @ self._head.T).softmax(-1)
-               for i in range(0, len(images), 512)]
-        return torch.cat(out) if out else torch.zeros((0, len(self.class_names)))
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        features = self.module.encode_image(images, normalize=True).float()
+        return self.module.logit_scale.exp().float() * features @ self._head.T
 
 
 def wise_ft(zero_shot: dict[str, torch.Tensor], finetuned: dict[str, torch.Tensor], alpha: float) -> dict[str, torch.Tensor]:
@@ -84,7 +102,8 @@ def create_open_clip(name: str, pretrained: str | None) -> OpenClipScorer:
 def save_flyp(task: FlypTask, folder: Path, model_name: str, extra: dict | None = None) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in task.module.state_dict().items()}, str(folder / "open_clip_model.safetensors"))
+    save_file({k: v.detach().cpu().contiguous() for k, v in task.module.state_dict().items()},
+              str(folder / "open_clip_model.safetensors"))
     meta = {"task": "flyp", "model": model_name, "class_names": task.class_names, "templates": task.templates, **(extra or {})}
     (folder / "flyp.json").write_text(json.dumps(meta, indent=2))
 

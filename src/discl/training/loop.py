@@ -1,75 +1,101 @@
-"""The training loop: it asks a curriculum which data each stage uses, lets adaptive curricula
-evaluate the model at every stage end, logs every epoch, and checkpoints so a run can resume."""
+"""The training loop: it asks a curriculum which rows each stage uses, streams their images from disk,
+lets adaptive curricula evaluate the model at every stage end, logs every epoch, and checkpoints
+(every epoch, and every N steps inside long epochs) so a killed run resumes to the same result.
+
+Per step: this process's slice of the global batch is copied to the device, split into
+``accumulate`` micro-batches, run under autocast (bf16/fp16; fp16 with a gradient scaler), and the
+optimiser steps once. Loss and accuracy are summed on the device and read once per epoch, so
+the host never waits for the device inside an epoch."""
 
 from __future__ import annotations
 
+import contextlib
 import json
-import math
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from ..config import ClassifierConfig
-from ..curricula import Curriculum, Stage, augment_batch
+from ..config import ClassifierConfig, TrainRuntime
+from ..curricula import Curriculum, Stage
+from ..data.rows import ImageRows
+from ..seeding import stable_seed
 from . import ddp
-from .checkpoint import load_checkpoint, restore, save_checkpoint
-from .optim import cosine_lr, create_optimizer, lr_at  # noqa: F401  (cosine_lr is part of this module's API)
-from .tasks import as_task
+from .checkpoint import fsync_replace, load_checkpoint, restore, save_checkpoint
+from .device import autocast, grad_scaler, resolve_device, rng_states, set_rng_states, to_device
+from .optim import create_optimizer, lr_at
+from .sampling import Keys, TailSampling, epoch_order, mix_seeds
+from .stream import ImageStream, Predictions
 
 CHECKPOINT = "checkpoint.safetensors"
 METRICS = "metrics.jsonl"
 CURRICULUM_LOG = "curriculum_log.parquet"
+BEST = "best.safetensors"  # the selected epoch's weights (TrainData.select)
+NAMED_SKIPS = 5  # unreadable files named per process in a log line or an error
+
+
+class SkippedImagesError(RuntimeError):
+    pass
 
 
 @dataclass
-class StageData:
-    images: torch.Tensor  # uint8 (N, 3, H, W)
-    labels: torch.Tensor  # int64 (N,)
+class StageRows:
+    """The rows one stage trains on: positions into :attr:`TrainData.rows`."""
+
+    positions: np.ndarray
     n_real: int
     n_synthetic: int
-    tail: torch.Tensor | None = None  # bool (N,): tail images (few-bucket real + synthetic), for tail sampling
+    tail: np.ndarray | None = None  # bool per position: tail images (few-bucket real + synthetic), for tail sampling
 
 
-@dataclass(frozen=True)
-class TailSampling:
-    """ImageNet-LT recipe: each epoch keeps ``non_tail_ratio`` of the non-tail images (drawn without
-    replacement) and draws tail images (with replacement) so that they are ``tail_fraction`` of the epoch."""
+@dataclass
+class TrainData:
+    """Every row a run reads (stage pools and evaluation sets) and how a stage chooses among them."""
 
-    non_tail_ratio: float = 0.3
-    tail_fraction: float = 0.136
-
-    def __post_init__(self) -> None:
-        if not 0 < self.non_tail_ratio <= 1 or not 0 < self.tail_fraction < 1:
-            raise ValueError(f"tail sampling needs 0 < non_tail_ratio <= 1 and 0 < tail_fraction < 1, got {self}")
-
-    def order(self, tail: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        tail_idx = torch.nonzero(tail).flatten()
-        rest = torch.nonzero(~tail).flatten()
-        keep = rest[torch.randperm(len(rest), generator=generator)[: max(1, round(self.non_tail_ratio * len(rest)))]] if len(rest) else rest
-        if not len(tail_idx):
-            chosen = keep
-        else:
-            n_tail = max(1, round(self.tail_fraction / (1 - self.tail_fraction) * len(keep))) if len(keep) else len(tail_idx)
-            chosen = torch.cat([keep, tail_idx[torch.randint(len(tail_idx), (n_tail,), generator=generator)]])
-        return chosen[torch.randperm(len(chosen), generator=generator)]
+    rows: ImageRows
+    stage_rows: Callable[[Stage], StageRows]
+    val: np.ndarray  # positions of the validation split (val_acc); may be empty
+    num_classes: int
+    # Each row is listed this many times per epoch, once per variant (FLYP: once per caption template).
+    variants_per_row: int = 1
+    # Rows whose accuracy picks the epoch whose weights are kept (None: the final epoch's).
+    select: np.ndarray | None = None
 
 
-def random_shift(images: torch.Tensor, generator: torch.Generator, pad: int = 1) -> torch.Tensor:
-    """Translate each image by up to ``pad`` pixels (zero fill): cheap augmentation that keeps the class."""
-    n, c, h, w = images.shape
-    padded = F.pad(images, (pad, pad, pad, pad))
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
-    rows = (dy[:, None] + torch.arange(h))[:, None, :, None]
-    cols = (dx[:, None] + torch.arange(w))[:, None, None, :]
-    return padded[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
+class _Run:
+    """Everything a checkpoint must restore, besides model, optimiser and RNG tensors."""
+
+    def __init__(self):
+        self.epoch = 0
+        self.batch = 0  # global batches done in the current epoch (> 0 only in a mid-epoch checkpoint)
+        self.partial: dict = {}  # the current epoch's sums so far, when batch > 0
+        self.history: list[Stage] = []
+        self.current: Stage | None = None  # the stage in progress
+        self.done_in_stage = 0
+        self.started = False  # the curriculum has seen the model before training
+        self.log: list[dict] = []
+        self.curriculum_log: list[dict] = []
+        self.best: dict = {}  # {"epoch", "accuracy"} of the selected epoch so far (with TrainData.select)
+
+    def to_json(self) -> dict:
+        return {"epoch": self.epoch, "batch": self.batch, "partial": self.partial, "best": self.best,
+                "history": [s.to_json() for s in self.history],
+                "current": None if self.current is None else self.current.to_json(), "done_in_stage": self.done_in_stage,
+                "started": self.started, "log": self.log, "curriculum_log": self.curriculum_log}
+
+    def load(self, d: dict) -> None:
+        self.epoch, self.done_in_stage, self.started = d["epoch"], d["done_in_stage"], d["started"]
+        self.batch, self.partial, self.best = d.get("batch", 0), d.get("partial", {}), d.get("best", {})
+        self.history = [Stage.from_json(s) for s in d["history"]]
+        self.current = None if d["current"] is None else Stage.from_json(d["current"])
+        self.log, self.curriculum_log = d["log"], d["curriculum_log"]
 
 
 def _write_json_lines(rows: list[dict], path: Path) -> None:
@@ -78,166 +104,313 @@ def _write_json_lines(rows: list[dict], path: Path) -> None:
     os.replace(tmp, path)
 
 
-class _Run:
-    """Everything a checkpoint must restore, besides model, optimiser and RNG tensors."""
-
-    def __init__(self):
-        self.epoch = 0
-        self.history: list[Stage] = []
-        self.current: Stage | None = None  # the stage in progress
-        self.done_in_stage = 0
-        self.started = False  # the curriculum has seen the model before training
-        self.log: list[dict] = []
-        self.curriculum_log: list[dict] = []
-
-    def to_json(self) -> dict:
-        return {"epoch": self.epoch, "history": [s.to_json() for s in self.history],
-                "current": None if self.current is None else self.current.to_json(), "done_in_stage": self.done_in_stage,
-                "started": self.started, "log": self.log, "curriculum_log": self.curriculum_log}
-
-    def load(self, d: dict) -> None:
-        self.epoch, self.done_in_stage, self.started = d["epoch"], d["done_in_stage"], d["started"]
-        self.history = [Stage.from_json(s) for s in d["history"]]
-        self.current = None if d["current"] is None else Stage.from_json(d["current"])
-        self.log, self.curriculum_log = d["log"], d["curriculum_log"]
-
-
-def train_with_curriculum(
-    model,
-    cfg: ClassifierConfig,
-    curriculum: Curriculum,
-    data_for_stage: Callable[[Stage], StageData],
-    val: tuple[torch.Tensor, torch.Tensor],
-    method: str,
-    progress: bool = True,
-    *,
-    sampling: TailSampling | None = None,
-    out_dir: Path | None = None,
-    settings: dict | None = None,
-    resume: bool = True,
-    stop_after: int | None = None,
-    echo=None,
-) -> list[dict]:
-    """Train ``model`` (an nn.Module, trained with cross-entropy, or a task from training.tasks) in place
-    for ``cfg.epochs`` epochs; return one log row per epoch.
-
-    With ``out_dir``: checkpoint.safetensors and metrics.jsonl are written after every epoch and
-    curriculum_log.parquet after every stage; a checkpoint whose ``settings`` match is resumed from.
-    ``stop_after`` ends this call after that many epochs (the checkpoint lets a later call go on).
-    ``echo`` (optional) is told when a checkpoint is resumed from or set aside."""
-    task = as_task(model)
-    task.net = ddp.wrap(task.module)
-    total_epochs = cfg.epochs
-    optimizer = create_optimizer(cfg.optimizer, task.module.parameters(), cfg.lr, cfg.weight_decay, cfg.momentum)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    observe = getattr(curriculum, "observe", None)
-    state = _Run()
-    settings = json.loads(json.dumps(settings or {}, default=str))
-    checkpoint = Path(out_dir) / CHECKPOINT if out_dir is not None else None
-    if checkpoint is not None and resume and checkpoint.exists():
-        tensors, meta = load_checkpoint(checkpoint)
-        if meta.get("settings") == settings:
-            restore(tensors, meta, task.module, optimizer, generator)
-            state.load(meta["run"])
-            if meta.get("curriculum") is not None:
-                curriculum.load_state_dict(meta["curriculum"])
-            if echo is not None and 0 < state.epoch < total_epochs:
-                echo(f"{method}: resuming after epoch {state.epoch} of {total_epochs} ({checkpoint})")
-        elif echo is not None:
-            echo(f"{method}: the settings changed since {checkpoint} was written; training from the start")
-
-    def record_curriculum(rows: list[dict], stage_index: int, used: str) -> None:
-        state.curriculum_log += [{"method": method, "stage": stage_index, "epoch": state.epoch, "used": used, **r} for r in rows]
-
-    def save() -> None:
-        if checkpoint is None or not ddp.is_main():
-            return
-        cur = curriculum.state_dict() if hasattr(curriculum, "state_dict") else None
-        save_checkpoint(checkpoint, task.module, optimizer, generator,
-                        {"settings": settings, "run": state.to_json(), "curriculum": cur})
-        _write_json_lines(state.log, Path(out_dir) / METRICS)
-        write_curriculum_log(state.curriculum_log, Path(out_dir) / CURRICULUM_LOG)
-
-    if observe is not None and not state.started:
-        record_curriculum(observe(task.predict_proba), -1, "start")
-    state.started = True
-    bar = tqdm(total=total_epochs, initial=state.epoch, desc=f"train {method}", disable=not progress or not ddp.is_main(), leave=False)
-    epochs_this_call = 0
-    lr = cfg.lr
-    while state.epoch < total_epochs and (stop_after is None or epochs_this_call < stop_after):
-        if state.current is None:
-            state.current = curriculum.next_stage(state.history)
-            state.done_in_stage = 0
-            if state.current is None:
-                break
-        stage = state.current
-        data = data_for_stage(stage)
-        if len(data.labels) == 0:
-            raise ValueError(f"{method}: stage {len(state.history)} ({stage.describe()}) has no training image")
-        if hasattr(task, "set_stage_counts"):
-            task.set_stage_counts(torch.bincount(data.labels, minlength=int(data.labels.max()) + 1))
-        strengths = dict(stage.augment)
-        start = time.perf_counter()
-        task.module.train()
-        if sampling is not None and data.tail is not None:
-            order = sampling.order(data.tail, generator)
-        else:
-            order = torch.randperm(len(data.labels), generator=generator)
-        batches = math.ceil(len(order) / cfg.batch_size)
-        loss_sum, correct, seen = 0.0, 0, 0
-        for b, i in enumerate(range(0, len(order), cfg.batch_size)):
-            idx = order[i : i + cfg.batch_size]
-            images, y = data.images[idx], data.labels[idx]
-            if strengths:
-                images = augment_batch(images, y, strengths, getattr(curriculum, "max_strength", 10), generator)
-            # Augment the whole batch, then take this process's slice: the random draws, and so the
-            # result, do not depend on the number of processes.
-            x, y = ddp.shard(random_shift(images, generator)), ddp.shard(y)
-            lr = lr_at(state.epoch, b, batches, total_epochs, cfg.lr, cfg.warmup_epochs)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            loss, logits = task.loss(x, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.item() * len(y)
-            correct += (logits.argmax(-1) == y).sum().item()
-            seen += len(y)
-        ddp.sync_buffers(task.module)
-        loss_sum, correct, seen = ddp.sum_across([loss_sum, correct, seen])
-        seconds = time.perf_counter() - start
-        val_acc = (task.predict_proba(val[0]).argmax(-1) == val[1]).float().mean().item() if len(val[1]) else float("nan")
-        state.log.append(
-            {
-                "method": method, "epoch": state.epoch, "stage": len(state.history),
-                "level": -1 if stage.level is None else stage.level, "levels": stage.describe(),
-                "n_real": data.n_real, "n_synthetic": data.n_synthetic, "n_seen": int(seen), "lr": lr,
-                "train_loss": loss_sum / max(1, seen), "train_acc": correct / max(1, seen), "val_acc": val_acc,
-                "seconds": seconds, "eval_seconds": 0.0,
-            }
-        )
-        state.epoch += 1
-        state.done_in_stage += 1
-        epochs_this_call += 1
-        bar.update(1)
-        bar.set_postfix(stage=stage.describe()[:20], val_acc=f"{val_acc:.3f}")
-        if state.done_in_stage >= stage.epochs or state.epoch >= total_epochs:
-            t0 = time.perf_counter()
-            rows = observe(task.predict_proba) if observe is not None else [
-                {"class_label": -1, "level": -1, "progress": float("nan"), "smoothed": float("nan"),
-                 "n_images": 0, "n_outliers": 0, "chosen": False}]
-            state.log[-1]["eval_seconds"] = time.perf_counter() - t0
-            record_curriculum(rows, len(state.history), stage.describe())
-            state.history.append(stage)
-            state.current = None
-        save()
-    bar.close()
-    return state.log
-
-
 def write_curriculum_log(rows: list[dict], path: Path) -> None:
     from ..tables import write_table
 
     frame = pd.DataFrame(rows, columns=["method", "stage", "epoch", "used", "class_label", "level", "progress",
                                         "smoothed", "n_images", "n_outliers", "chosen"])
     write_table(frame, path, "curriculum_log")
+
+
+class Trainer:
+    """One method's training run; :func:`train_with_curriculum` is the way in."""
+
+    def __init__(self, task, optim: ClassifierConfig, runtime: TrainRuntime, curriculum: Curriculum, data: TrainData,
+                 method: str, *, progress: bool = True, sampling: TailSampling | None = None, out_dir: Path | None = None,
+                 settings: dict | None = None, echo=None, device_key: str = "train.device"):
+        if runtime.accumulate < 1:
+            raise ValueError(f"accumulate must be >= 1, got {runtime.accumulate}")
+        if runtime.eval_every < 1:
+            raise ValueError(f"eval_every must be >= 1, got {runtime.eval_every}")
+        self.task, self.optim, self.runtime, self.curriculum, self.data = task, optim, runtime, curriculum, data
+        self.method, self.progress, self.sampling, self.echo = method, progress, sampling, echo or (lambda *_: None)
+        self.seed = optim.seed
+        self.device = resolve_device(runtime.device, device_key)
+        task.to(self.device)
+        if runtime.channels_last:
+            task.module.to(memory_format=torch.channels_last)
+        self.ddp_net = ddp.wrap(task.module, self.device)
+        task.net = torch.compile(self.ddp_net) if runtime.compile else self.ddp_net
+        self.optimizer = create_optimizer(optim.optimizer, task.module.parameters(), optim.lr, optim.weight_decay, optim.momentum)
+        self.scaler = grad_scaler(self.device, runtime.precision)
+        self.stream = ImageStream(data.rows, task.transforms, runtime, self.device,
+                                  augment=getattr(curriculum, "augment", None), seed=stable_seed("loader", self.seed))
+        self.state = _Run()
+        self.settings = json.loads(json.dumps(settings or {}, default=str))
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.checkpoint = self.out_dir / CHECKPOINT if self.out_dir is not None else None
+
+    # -- resume and save
+    def resume(self) -> None:
+        if self.checkpoint is None or not self.checkpoint.exists():
+            return
+        tensors, meta = load_checkpoint(self.checkpoint)
+        if meta.get("settings") != self.settings:
+            self.echo(f"{self.method}: the settings changed since {self.checkpoint} was written; training from the start")
+            return
+        set_rng_states(restore(tensors, meta, self.task.module, self.optimizer), self.device)
+        self.state.load(meta["run"])
+        if meta.get("scaler"):
+            self.scaler.load_state_dict(meta["scaler"])
+        if meta.get("curriculum") is not None:
+            self.curriculum.load_state_dict(meta["curriculum"])
+        if 0 < self.state.epoch < self.optim.epochs or self.state.batch:
+            where = f" and {self.state.batch} steps" if self.state.batch else ""
+            self.echo(f"{self.method}: resuming after epoch {self.state.epoch}{where} of {self.optim.epochs} ({self.checkpoint})")
+
+    def save(self) -> None:
+        if self.checkpoint is None or not ddp.is_main():
+            return
+        cur = self.curriculum.state_dict() if hasattr(self.curriculum, "state_dict") else None
+        save_checkpoint(self.checkpoint, self.task.module, self.optimizer, rng_states(self.device),
+                        {"settings": self.settings, "run": self.state.to_json(), "curriculum": cur,
+                         "scaler": self.scaler.state_dict()})
+        _write_json_lines(self.state.log, self.out_dir / METRICS)
+        write_curriculum_log(self.state.curriculum_log, self.out_dir / CURRICULUM_LOG)
+
+    # -- evaluation
+    def evaluate(self, positions: np.ndarray, strengths: np.ndarray | None = None, draw_seed: int = 0) -> Predictions:
+        """Evaluation-mode predictions on rows of :attr:`TrainData.rows` (what curricula call)."""
+        result = self.stream.predict([self.task], positions, strengths, draw_seed)[0]
+        self._check_skipped(int((~result.decoded).sum()), len(positions), np.asarray(positions)[~result.decoded],
+                            "an evaluation")
+        return result
+
+    def _check_skipped(self, skipped: int, total: int, rows: np.ndarray, what: str) -> None:
+        if not skipped:
+            return
+        names = sorted(self.data.rows.paths(rows[:NAMED_SKIPS]))
+        message = f"{skipped} of {total} images of {what} could not be read, e.g. {', '.join(names)}"
+        if total and skipped / total > self.runtime.max_skipped_fraction:
+            raise SkippedImagesError(f"{self.method}: {message}; that is more than max_skipped_fraction "
+                                     f"({self.runtime.max_skipped_fraction:g}): fix or remove those files")
+        self.echo(f"warning: {self.method}: {message}; skipped")
+
+    # -- one epoch
+    def _keys(self, stage: Stage, rows: StageRows) -> Keys:
+        in_curriculum = stage.level is not None or bool(stage.levels) or bool(stage.class_levels)
+        order = epoch_order(len(rows.positions), self.seed, self.state.epoch, rows.tail, self.sampling, rows.n_real,
+                            in_curriculum)
+        positions = rows.positions[order]
+        where = np.arange(len(order), dtype=np.int64)
+        variants = where
+        if self.data.variants_per_row > 1:
+            # One entry per (row, variant), shuffled together: the reference lists each image once per template.
+            k = self.data.variants_per_row
+            mix = np.random.default_rng(stable_seed("variants", self.seed, self.state.epoch)).permutation(len(order) * k)
+            positions, variants = np.repeat(positions, k)[mix], np.tile(np.arange(k), len(order))[mix]
+            where = np.arange(len(positions), dtype=np.int64)
+        strengths = None
+        if stage.augment:
+            by_class = np.zeros(self.data.num_classes, dtype=np.int64)
+            for label, strength in stage.augment:
+                by_class[label] = strength
+            strengths = by_class[self.data.rows.labels[positions]]
+        draws = mix_seeds(stable_seed("draw", self.seed, self.state.epoch), where)
+        return Keys.make(positions, draws, strengths, variants=variants, train=True)
+
+    def _step(self, batch, n_global: int, sums: torch.Tensor) -> None:
+        x, y, _, decoded, variants, real = batch
+        valid = decoded & real
+        n_valid = int(valid.sum())
+        if n_valid == 0 and not ddp.active():
+            return
+        if 0 < n_valid < len(valid):
+            x, y, variants = x[valid], y[valid], variants[valid]
+        # Each process's loss is weighted by its share of the global batch, so DDP's average of the
+        # gradients is the gradient of the global batch's mean loss (0 for a process with nothing valid).
+        weight = 0.0 if n_valid == 0 else 1.0 if self.task.loss_is_global else n_valid * ddp.world_size() / n_global
+        x = to_device(x, self.device, self.runtime.channels_last)
+        y, variants = y.to(self.device, non_blocking=True), variants.to(self.device, non_blocking=True)
+        chunks = max(1, min(self.runtime.accumulate, len(y)))
+        parts = list(zip(x.tensor_split(chunks), y.tensor_split(chunks), variants.tensor_split(chunks)))
+        self.optimizer.zero_grad(set_to_none=True)
+        for i, (xc, yc, vc) in enumerate(parts):
+            sync = i == len(parts) - 1 or not ddp.active()
+            with (contextlib.nullcontext() if sync else self.ddp_net.no_sync()):
+                with autocast(self.device, self.runtime.precision):
+                    loss, logits = self.task.loss(xc, yc, vc)
+                share = 1.0 / len(parts) if self.task.loss_is_global else len(yc) / len(y)
+                self.scaler.scale(loss * (weight * share)).backward()
+            if n_valid:
+                sums[0] += loss.detach().float() * len(yc)
+                sums[1] += (logits.detach().argmax(-1) == yc).sum()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+
+    def _epoch(self, stage: Stage, rows: StageRows, stop_after_steps: int | None) -> bool:
+        """Train one epoch (or its rest, after a mid-epoch resume); False when stopped early."""
+        keys = self._keys(stage, rows)
+        batch_size = self.optim.batch_size
+        n_batches = -(-len(keys) // batch_size)
+        partial = self.state.partial if self.state.batch else {}
+        # Device-side sums (loss, correct) and host-side counts (seen, skipped): no host sync per step.
+        sums = torch.tensor([partial.get("loss_sum", 0.0), partial.get("correct", 0.0)], dtype=torch.float32, device=self.device)
+        seen, skipped = int(partial.get("seen", 0)), int(partial.get("skipped", 0))
+        bad_rows: list[int] = list(partial.get("skipped_rows", []))
+        elapsed = float(partial.get("seconds", 0.0))
+        start = time.perf_counter()
+        self.task.module.train()
+        bar = tqdm(total=n_batches, initial=self.state.batch, desc=f"{self.method} epoch {self.state.epoch + 1}",
+                   disable=not self.progress or not ddp.is_main(), leave=False, unit="step")
+        lr = self.optim.lr
+        for batch in self.stream.batches(keys, batch_size, self.state.batch):
+            b = self.state.batch
+            lr = lr_at(self.state.epoch, b, n_batches, self.optim.epochs, self.optim.lr, self.optim.warmup_epochs)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            _, _, rows_b, decoded, _, real = batch
+            failed = real & ~decoded
+            if failed.any():
+                skipped += int(failed.sum())
+                bad_rows += rows_b[failed].tolist()[: NAMED_SKIPS - len(bad_rows)] if len(bad_rows) < NAMED_SKIPS else []
+            seen += int((real & decoded).sum())
+            self._step(batch, min(batch_size, len(keys) - b * batch_size), sums)
+            self.state.batch += 1
+            self.steps += 1
+            bar.update(1)
+            every = self.runtime.checkpoint_every_steps
+            stop = stop_after_steps is not None and self.steps >= stop_after_steps
+            if self.state.batch < n_batches and ((every and self.state.batch % every == 0) or stop):
+                self.state.partial = {"loss_sum": float(sums[0]), "correct": float(sums[1]), "seen": seen,
+                                      "skipped": skipped, "skipped_rows": bad_rows,
+                                      "seconds": elapsed + time.perf_counter() - start}
+                self.save()
+                if stop:
+                    bar.close()
+                    return False
+        bar.close()
+        totals = ddp.all_reduce_sum(torch.cat([sums.double(), torch.tensor([seen, skipped], dtype=torch.float64, device=self.device)]))
+        loss_sum, correct, seen_all, skipped_all = totals.tolist()
+        bad = ddp.all_gather_rows(torch.tensor(bad_rows, dtype=torch.int64, device=self.device), NAMED_SKIPS).cpu().numpy()
+        self._check_skipped(int(skipped_all), int(seen_all + skipped_all), bad, f"epoch {self.state.epoch + 1}")
+        ddp.sync_buffers(self.task.module)
+        self.state.batch, self.state.partial = 0, {}
+        self.epoch_sums = {"loss": loss_sum / max(1.0, seen_all), "acc": correct / max(1.0, seen_all),
+                           "seen": int(seen_all), "skipped": int(skipped_all),
+                           "seconds": elapsed + time.perf_counter() - start, "lr": lr}
+        return True
+
+    # -- the run
+    def run(self, stop_after: int | None = None, stop_after_steps: int | None = None) -> list[dict]:
+        state, observe = self.state, getattr(self.curriculum, "observe", None)
+        if observe is not None and not state.started:
+            self._record(observe(self.evaluate), -1, "start")
+        state.started = True
+        total = self.optim.epochs
+        bar = tqdm(total=total, initial=state.epoch, desc=f"train {self.method}", leave=False,
+                   disable=not self.progress or not ddp.is_main())
+        epochs_this_call = 0
+        self.steps = 0
+        try:
+            while state.epoch < total and (stop_after is None or epochs_this_call < stop_after):
+                if state.current is None:
+                    state.current = self.curriculum.next_stage(state.history)
+                    state.done_in_stage = 0
+                    if state.current is None:
+                        break
+                stage = state.current
+                rows = self.data.stage_rows(stage)
+                if len(rows.positions) == 0:
+                    raise ValueError(f"{self.method}: stage {len(state.history)} ({stage.describe()}) has no training image")
+                if hasattr(self.task, "set_stage_counts"):
+                    counts = np.bincount(self.data.rows.labels[rows.positions], minlength=self.data.num_classes)
+                    self.task.set_stage_counts(torch.from_numpy(counts))
+                if not self._epoch(stage, rows, stop_after_steps):
+                    break
+                self._end_of_epoch(stage, rows)
+                epochs_this_call += 1
+                bar.update(1)
+                bar.set_postfix(stage=stage.describe()[:20], val_acc=f"{state.log[-1]['val_acc']:.3f}")
+                self.save()
+                if stop_after_steps is not None and self.steps >= stop_after_steps:
+                    break
+            if state.epoch >= total:
+                self._keep_selected()
+        finally:
+            bar.close()
+            self.stream.close()
+        return state.log
+
+    def _end_of_epoch(self, stage: Stage, rows: StageRows) -> None:
+        state, sums = self.state, self.epoch_sums
+        last = state.epoch + 1 >= self.optim.epochs
+        val_acc = float("nan")
+        if len(self.data.val) and ((state.epoch + 1) % self.runtime.eval_every == 0 or last):
+            val_acc = self.evaluate(self.data.val).accuracy(self.data.rows.labels[self.data.val])
+        state.log.append({
+            "method": self.method, "epoch": state.epoch, "stage": len(state.history),
+            "level": -1 if stage.level is None else stage.level, "levels": stage.describe(),
+            "n_real": rows.n_real, "n_synthetic": rows.n_synthetic, "n_seen": sums["seen"], "n_skipped": sums["skipped"],
+            "lr": sums["lr"], "train_loss": sums["loss"], "train_acc": sums["acc"], "val_acc": val_acc,
+            "seconds": sums["seconds"], "eval_seconds": 0.0,
+        })
+        if self.data.select is not None:
+            self._select()
+        state.epoch += 1
+        state.done_in_stage += 1
+        if state.done_in_stage >= stage.epochs or state.epoch >= self.optim.epochs:
+            t0 = time.perf_counter()
+            observe = getattr(self.curriculum, "observe", None)
+            records = observe(self.evaluate) if observe is not None else [
+                {"class_label": -1, "level": -1, "progress": float("nan"), "smoothed": float("nan"),
+                 "n_images": 0, "n_outliers": 0, "chosen": False}]
+            state.log[-1]["eval_seconds"] = time.perf_counter() - t0
+            self._record(records, len(state.history), stage.describe())
+            state.history.append(stage)
+            state.current = None
+
+    # -- which epoch's weights are kept
+    def _best_path(self) -> Path | None:
+        return self.out_dir / BEST if self.out_dir is not None else None
+
+    def _select(self) -> None:
+        """Keep this epoch's weights when its accuracy on the selection rows is the best so far."""
+        accuracy = self.evaluate(self.data.select).accuracy(self.data.rows.labels[self.data.select])
+        self.state.log[-1]["select_acc"] = accuracy
+        if self.state.best and not accuracy > self.state.best["accuracy"]:
+            return
+        self.state.best = {"epoch": self.state.epoch, "accuracy": accuracy}
+        weights = {k: v.detach().cpu().contiguous() for k, v in self.task.module.state_dict().items()}
+        path = self._best_path()
+        if path is None:
+            self._best_weights = weights
+        elif ddp.is_main():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            save_file(weights, str(tmp))
+            fsync_replace(tmp, path)
+
+    def _keep_selected(self) -> None:
+        if self.data.select is None or not self.state.best:
+            return
+        path = self._best_path()
+        ddp.barrier()  # rank 0 wrote the file
+        weights = load_file(str(path)) if path is not None else self._best_weights
+        self.task.module.load_state_dict(weights)
+        self.echo(f"{self.method}: keeping the weights of epoch {self.state.best['epoch'] + 1} "
+                  f"(selection accuracy {100 * self.state.best['accuracy']:.2f}%)")
+
+    def _record(self, rows: list[dict], stage_index: int, used: str) -> None:
+        self.state.curriculum_log += [{"method": self.method, "stage": stage_index, "epoch": self.state.epoch,
+                                       "used": used, **r} for r in rows]
+
+
+def train_with_curriculum(task, optim: ClassifierConfig, runtime: TrainRuntime, curriculum: Curriculum, data: TrainData,
+                          method: str, progress: bool = True, *, sampling: TailSampling | None = None,
+                          out_dir: Path | None = None, settings: dict | None = None, resume: bool = True,
+                          stop_after: int | None = None, stop_after_steps: int | None = None, echo=None,
+                          device_key: str = "train.device") -> list[dict]:
+    """Train ``task`` (training/tasks.py) in place for ``optim.epochs`` epochs; return one log row per epoch.
+
+    With ``out_dir``: checkpoint.safetensors and metrics.jsonl are written after every epoch (and every
+    ``runtime.checkpoint_every_steps`` steps) and curriculum_log.parquet with them; a checkpoint whose
+    ``settings`` match is resumed from. ``stop_after`` ends this call after that many epochs and
+    ``stop_after_steps`` after that many steps (the checkpoint lets a later call go on). ``echo`` (optional)
+    is told when a checkpoint is resumed from or set aside, and about unreadable images. ``device_key`` names
+    the device setting in errors."""
+    trainer = Trainer(task, optim, runtime, curriculum, data, method, progress=progress, sampling=sampling,
+                      out_dir=out_dir, settings=settings, echo=echo, device_key=device_key)
+    if resume:
+        trainer.resume()
+    return trainer.run(stop_after, stop_after_steps)

@@ -1,45 +1,59 @@
-"""What the training loop trains: a task wraps a model with its training loss and its prediction.
+"""What the training loop trains: a task wraps a model with its transforms, its training loss and
+its evaluation-mode logits.
 
-The loop only needs ``module`` (the parameters to optimise and to checkpoint),
-``loss(images, labels) -> (loss, logits)`` on uint8 images, and
-``predict_proba(images)``. ``net`` is what the forward pass goes through (the
-loop swaps in a DistributedDataParallel wrapper on several processes).
-"""
+The loop needs ``module`` (the parameters to optimise and to checkpoint), ``net`` (what the
+training forward pass goes through: the loop swaps in a DistributedDataParallel wrapper or a
+compiled module), ``transforms`` (training/transforms.py), ``to(device)``,
+``loss(images, labels, variants) -> (loss, logits)`` on normalised float images,
+``before_eval()`` and ``logits(images)``. ``loss_is_global`` says the loss couples the images of
+a batch (a contrastive loss), so it is computed over the whole batch rather than averaged over
+its parts."""
 
 from __future__ import annotations
 
 import torch
 
-from .classifier import predict_proba, to_input
-from .losses import log_prior, training_loss
+from .losses import LOSSES, log_prior, training_loss
+from .transforms import Transforms
 
 
 class ClassifierTask:
-    def __init__(self, model: torch.nn.Module, loss: str = "ce", class_counts: torch.Tensor | None = None,
-                 bs_prior: str = "real"):
+    loss_is_global = False
+
+    def __init__(self, model: torch.nn.Module, transforms: Transforms, loss: str = "ce",
+                 class_counts: torch.Tensor | None = None, bs_prior: str = "real"):
         if bs_prior not in ("real", "stage"):
             raise ValueError(f"unknown Balanced Softmax prior {bs_prior!r}; known: ['real', 'stage']")
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; known: {list(LOSSES)}")
         self.module = model
         self.net = model
+        self.transforms = transforms
         self.loss_name = loss
         self.bs_prior = bs_prior
+        self.device = torch.device("cpu")
         self.prior_log = log_prior(class_counts) if loss == "bs" else None
-        if loss not in ("ce", "bs"):
-            training_loss(loss, torch.zeros(1, 1), torch.zeros(1, dtype=torch.long))  # raises the clear error
+
+    def to(self, device: torch.device) -> "ClassifierTask":
+        self.device = device
+        self.module.to(device)
+        if self.prior_log is not None:
+            self.prior_log = self.prior_log.to(device)
+        return self
 
     def set_stage_counts(self, counts: torch.Tensor) -> None:
         """With bs_prior="stage", the prior is the class distribution of the stage's training data
         (real + synthetic) instead of the real training split's."""
         if self.loss_name == "bs" and self.bs_prior == "stage":
-            self.prior_log = log_prior(counts)
+            self.prior_log = log_prior(counts).to(self.device)
 
-    def loss(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.net(to_input(images))
+    def loss(self, images: torch.Tensor, labels: torch.Tensor, variants: torch.Tensor | None = None):
+        logits = self.net(images)
         return training_loss(self.loss_name, logits, labels, self.prior_log), logits
 
-    def predict_proba(self, images: torch.Tensor) -> torch.Tensor:
-        return predict_proba(self.module, images)
+    def before_eval(self) -> None:
+        self.module.eval()
 
-
-def as_task(model) -> "ClassifierTask":
-    return model if hasattr(model, "predict_proba") and hasattr(model, "module") else ClassifierTask(model)
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """Plain logits (Balanced Softmax's prior is a training-time adjustment only)."""
+        return self.module(images)
