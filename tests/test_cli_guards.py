@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -89,11 +90,21 @@ def test_text_settings_are_taken_as_written(run_root):
     saved = (run_root / "config.yaml").read_bytes()
     template = "a 8k real photo: {description}"
     try:
-        result = CliRunner().invoke(main, ["generate", str(run_root), "--dry-run", "--set", f"generate.prompt_template={template}"])
+        result = CliRunner().invoke(main, ["prompts", str(run_root), "--set", f"generate.prompt_template={template}"])
         assert result.exit_code == 0, result.output
         assert yaml.safe_load((run_root / "config.yaml").read_text())["generate"]["prompt_template"] == template
     finally:
         (run_root / "config.yaml").write_bytes(saved)
+
+
+def test_a_dry_run_keeps_its_settings_to_itself(run_root):
+    """`generate --dry-run --set ...` says what a run would remake, and leaves the run directory as it was."""
+    before = tree_state(run_root)
+    result = CliRunner().invoke(main, ["generate", str(run_root), "--dry-run", "--set", "generate.text_guidance=7.5"])
+    assert result.exit_code == 0, result.output
+    n = len(pd.read_parquet(run_root / "synthetic.parquet"))
+    assert f"generate: {n} images were made with other settings (generate.text_guidance 2.0 -> 7.5); a run makes them again" in result.stdout
+    assert tree_state(run_root) == before
 
 
 def test_no_stage_but_prepare_creates_a_run_directory(tmp_path):

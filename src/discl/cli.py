@@ -51,10 +51,12 @@ def _restore(path: Path, content: bytes | None) -> None:
 
 
 @contextmanager
-def _session(run_dir: Path, config_file, overrides, lock: str, creates: bool = False, others: str | None = None):
+def _session(run_dir: Path, config_file, overrides, lock: str, creates: bool = False, others: str | None = None,
+             saves: bool = True):
     """What every stage command does around its work, in this order: check the settings (writing
-    nothing), take the stage's lock, save config.yaml; if the command fails with an error,
-    config.yaml is put back as it was, so a bad setting is never the base of later runs."""
+    nothing), take the stage's lock, save config.yaml (unless ``saves`` is False: a dry run); if the
+    command fails with an error, config.yaml is put back as it was, so a bad setting is never the
+    base of later runs."""
     run = RunDir(run_dir)
     _check_run_dir(run, creates)
     cfg = load_config(run.root if run.root.is_dir() else None, config_file, overrides)
@@ -69,7 +71,8 @@ def _session(run_dir: Path, config_file, overrides, lock: str, creates: bool = F
             if holder:
                 raise LockHeld(holder)
             before = run.config.read_bytes() if run.config.exists() else None
-            save_config(cfg, run.root)
+            if saves:
+                save_config(cfg, run.root)
             try:
                 yield run, cfg
             except Exception:
@@ -231,7 +234,7 @@ def prompts(run_dir, config_file, overrides, no_progress, llm):
 
 @main.command("generate")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--dry-run", is_flag=True, help="Print the plan's size and the work left; make nothing.")
+@click.option("--dry-run", is_flag=True, help="Print the plan's size and the work left; make nothing (config.yaml included).")
 @click.option("--shard", metavar="I/N", help="Make only shard I of N (0-based; stable assignment by source id), for job arrays.")
 @click.option("--engine", type=click.Choice(["local", "ray"]), help="Overrides generate.engine: this process, or Ray Data actors.")
 @_options
@@ -243,7 +246,7 @@ def generate(run_dir, dry_run, shard, engine, config_file, overrides, no_progres
     index, count = parse_shard(shard)
     # Shards lock apart and may run side by side; the whole plan may not run beside any shard.
     lock, others = ("generate", "generate-shard-*") if count == 1 else (f"generate-shard-{index}-of-{count}", "generate")
-    with _session(run_dir, config_file, overrides, lock, others=others) as (run, cfg):
+    with _session(run_dir, config_file, overrides, lock, others=others, saves=not dry_run) as (run, cfg):
         if engine:  # for this invocation only, not saved in config.yaml
             cfg.generate.engine = engine
         run_generate(run, cfg, click.echo, not no_progress, dry_run=dry_run, shard=shard)

@@ -181,16 +181,18 @@ def describe_work(cfg: RunConfig, hard: pd.DataFrame, plan: pd.DataFrame, mine: 
     return "\n".join(lines)
 
 
-def _say_what_is_remade(echo, run: RunDir, mine: pd.DataFrame, committed: pd.DataFrame, done: pd.DataFrame, settings: dict) -> None:
+def _say_what_is_remade(echo, run: RunDir, mine: pd.DataFrame, committed: pd.DataFrame, done: pd.DataFrame, settings: dict,
+                        dry_run: bool = False) -> None:
+    again = "a run makes them again" if dry_run else "they are made again"
     old = stale(mine, committed)
     if len(old):
         what = ", ".join(changes((read_record(run) or {}).get("settings"), settings)) or "their prompts or settings differ"
-        echo(f"generate: {len(old)} images were made with other settings ({what}); they are made again")
+        echo(f"generate: {len(old)} images were made with other settings ({what}); {again}")
     made = set(current(mine, committed)["synthetic_id"])
     broken = sorted(made - set(done["synthetic_id"]))
     if broken:
         path = mine.set_index("synthetic_id").loc[broken[0], "path"]
-        echo(f"generate: {len(broken)} images are missing or not whole PNGs at the planned size (e.g. {path}); they are made again")
+        echo(f"generate: {len(broken)} images are missing or not whole PNGs at the planned size (e.g. {path}); {again}")
 
 
 def run_generate(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True, dry_run: bool = False,
@@ -217,7 +219,7 @@ def run_generate(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True,
     size = planned_size(run, settings) if source is not None else None
     done = done_rows(run, mine, committed, size)
     todo = mine[~mine["synthetic_id"].isin(done["synthetic_id"])]
-    _say_what_is_remade(echo, run, mine, committed, done, settings)
+    _say_what_is_remade(echo, run, mine, committed, done, settings, dry_run)
     if dry_run:
         sizes = SourceImages({sid: run.resolve(p) for sid, p in zip(hard["sample_id"], hard["path"])}, source) if source is None else None
         echo(describe_work(cfg, hard, plan, mine, todo, (index, count), sizes.size_of if sizes else None))
