@@ -4,7 +4,8 @@
     python scripts/config_doc.py --check    # exit 1 if docs/config.md is out of date
 
 Each key is listed with its default, the comment lines written above its field in
-src/discl/config.py, and the comment at the end of its line.
+src/discl/config.py, and the comment at the end of its line, preceded by what the field's type
+allows (its choices, range and length, read from the same annotations that validate it).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import inspect
 import re
 import sys
 import textwrap
+import types
 import typing
 from pathlib import Path
 
@@ -26,7 +28,7 @@ from discl.config import RunConfig  # noqa: E402
 
 DOC = ROOT / "docs" / "config.md"
 WIDTH = 100
-FIELD = re.compile(r"^    (\w+): [^=]+?(?: = (.*))?$")
+FIELD = re.compile(r"^    (\w+): ")
 
 
 def _comments(cls: type) -> dict[str, tuple[list[str], str]]:
@@ -38,7 +40,7 @@ def _comments(cls: type) -> dict[str, tuple[list[str], str]]:
         if stripped.startswith("#"):
             above.append(stripped[1:].strip())
             continue
-        match = FIELD.match(line.split("  # ")[0].rstrip())
+        match = FIELD.match(line)
         if match:
             trailing = line.split("  # ", 1)[1].strip() if "  # " in line else ""
             out[match.group(1)] = (above, trailing)
@@ -54,6 +56,47 @@ def _field_comments(cls: type) -> dict[str, tuple[list[str], str]]:
     return merged
 
 
+def _bounds(meta: list) -> str:
+    lo = next(((m.ge, "[") if hasattr(m, "ge") else (m.gt, "(") for m in meta if hasattr(m, "ge") or hasattr(m, "gt")), None)
+    hi = next(((m.le, "]") if hasattr(m, "le") else (m.lt, ")") for m in meta if hasattr(m, "le") or hasattr(m, "lt")), None)
+    if lo and hi:
+        return f"in {lo[1]}{lo[0]}, {hi[0]}{hi[1]}"
+    if lo:
+        return (">= " if lo[1] == "[" else "> ") + str(lo[0])
+    if hi:
+        return ("<= " if hi[1] == "]" else "< ") + str(hi[0])
+    return ""
+
+
+def allowed(kind) -> str:
+    """What a field's annotation accepts, in words ("" when any value of its plain type does)."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        text = allowed(inner[0]) if len(inner) == 1 else ""
+        return f"{text} or null" if text else ""
+    if origin is typing.Literal:
+        return " | ".join(map(str, args))
+    if origin is list:
+        inner = allowed(args[0])
+        return f"list of values {inner}" if inner else ""
+    if origin is not typing.Annotated:
+        return ""
+    base, extras = args[0], args[1:]
+    meta = [m for e in extras for m in (getattr(e, "metadata", None) or [e])]
+    rules = [m.func.allowed for m in meta if hasattr(getattr(m, "func", None), "allowed")]
+    if typing.get_origin(base) is list:
+        lengths = {type(m).__name__: getattr(m, "min_length", getattr(m, "max_length", None)) for m in meta}
+        inner = allowed(typing.get_args(base)[0]) or "values"
+        inner = inner if inner.startswith(("list", "values")) else f"values {inner}" if inner[0] in "<>i" else f"values ({inner})"
+        if lengths.get("MinLen") and lengths.get("MinLen") == lengths.get("MaxLen"):
+            text = f"{lengths['MinLen']} {inner}"
+        else:
+            text = ("non-empty list of " if lengths.get("MinLen") else "list of ") + inner
+        return ", ".join([text, *rules])
+    return ", ".join(w for w in (_bounds(meta), *rules) if w)
+
+
 def _scalar(value) -> str:
     text = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
     return text[:-4].strip() if text.endswith("\n...") or text.endswith("...") else text
@@ -63,9 +106,11 @@ def _emit(obj, indent: int, lines: list[str]) -> None:
     cls = type(obj)
     notes = _field_comments(cls)
     hints = typing.get_type_hints(cls)
+    kinds = typing.get_type_hints(cls, include_extras=True)
     pad = "  " * indent
     for f in dataclasses.fields(obj):
         above, trailing = notes.get(f.name, ([], ""))
+        trailing = "; ".join(t for t in (allowed(kinds[f.name]), trailing) if t)
         if above:
             lines += [pad + "# " + w for w in textwrap.wrap(" ".join(above), WIDTH, break_on_hyphens=False)]
         value = getattr(obj, f.name)

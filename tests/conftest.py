@@ -65,3 +65,13 @@ def run_copy(tiny_run, tmp_path, tiny_overrides):
     shutil.copytree(run.root, tmp_path / "run")
     copy = RunDir(tmp_path / "run")
     return copy, load_config(copy.root, None, tiny_overrides)
+
+
+def tree_state(root) -> dict[str, str]:
+    """Every file under ``root``: relative path -> digest of its bytes. Equal before and after a command
+    means the command changed nothing there."""
+    import hashlib
+    from pathlib import Path
+
+    root = Path(root)
+    return {p.relative_to(root).as_posix(): hashlib.sha1(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}

@@ -245,9 +245,60 @@ def test_regenerate_in_the_generate_stage(tiny_run, tmp_path, tiny_overrides):
     run = RunDir(tmp_path / "run")
     shutil.copytree(tiny_run[0].root, run.root)
     cfg = load_config(None, None, tiny_overrides + ["generate.seeds=[77]", "generate.strengths=[0.5]", "generate.regenerate=true",
-                                                    "generate.regenerate_threshold=2.0", "generate.regenerate_tries=1"])
+                                                    "generate.regenerate_threshold=1.0", "generate.regenerate_tries=1"])
     table = run_generate(run, cfg, echo=lambda *_: None, progress=False)
     hard = pd.read_parquet(run.hard)
     assert len(table) == len(hard) and (table.attempts == 2).all()
     assert table.gen_text_sim.between(-1.0001, 1.0001).all()
     assert all(run.resolve(p).exists() for p in table.path)
+
+
+def cli_generate(run, *sets):
+    args = ["generate", str(run.root), "--no-progress"]
+    for s in sets:
+        args += ["--set", s]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def test_changed_settings_remake_exactly_the_affected_images(tmp_path, model_dir):
+    """Images record the fingerprint of what made them: new settings remake those they change, and say so."""
+    run = make_run(tmp_path / "run")
+    cli_generate(run, *overrides(model_dir))
+    first = pd.read_parquet(run.synthetic)
+    assert first.fingerprint.str.fullmatch(r"[0-9a-f]{16}").all() and first.fingerprint.is_unique
+
+    out = cli_generate(run, "generate.text_guidance=7.5")
+    assert "16 images were made with other settings (generate.text_guidance 5.0 -> 7.5); they are made again" in out
+    assert "(16 new, 0 already there)" in out
+    table = pd.read_parquet(run.synthetic)
+    assert (table.text_guidance == 7.5).all() and not set(table.fingerprint) & set(first.fingerprint)
+    assert "(0 new, 16 already there)" in cli_generate(run)  # config.yaml now holds 7.5
+
+    # Another strength: only its images are new; the others are kept as they are.
+    out = cli_generate(run, "generate.strengths=[0.5,0.8]")
+    assert "(8 new, 8 already there)" in out
+    again = pd.read_parquet(run.synthetic)
+    kept = again[again.strength == 0.5].set_index("synthetic_id").fingerprint
+    assert kept.equals(table[table.strength == 0.5].set_index("synthetic_id").fingerprint)
+
+    # Settings outside the rows (here the denoising steps) change every image.
+    out = cli_generate(run, "generate.inference_steps=3")
+    assert "16 images were made with other settings (generate.inference_steps 4 -> 3)" in out and "(16 new" in out
+
+
+def test_resume_remakes_images_that_are_not_whole_or_not_the_planned_size(tmp_path, model_dir):
+    run = make_run(tmp_path / "run")
+    cli_generate(run, *overrides(model_dir))
+    table = pd.read_parquet(run.synthetic)
+    before = images_of(run, table)
+    empty, garbage, small = (run.resolve(p) for p in table.path.iloc[[0, 5, 9]])
+    empty.write_bytes(b"")
+    garbage.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(200))
+    Image.new("RGB", (8, 8)).save(small)
+    out = cli_generate(run)
+    assert f"3 images are missing or not whole PNGs at the planned size (e.g. {table.path.iloc[0]}); they are made again" in out
+    assert "(3 new, 13 already there)" in out
+    assert_same_images(before, images_of(run, table))
+    assert_run_complete(run)

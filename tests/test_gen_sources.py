@@ -66,7 +66,8 @@ def test_source_size_setting():
     assert source_size(load_config(None, None, ["data.image_size=32"])) == (32, 32)
     assert source_size(load_config(None, None, ["generate.source_size=native"])) is None
     assert source_size(load_config(None, None, ["generate.resize=[480,270]"])) == (480, 270)
-    with pytest.raises(ValueError, match="generate.source_size must be one of \\['square', 'native'\\], got 'own'"):
+    # checked when the settings are read, before any stage runs
+    with pytest.raises(ValueError, match="generate.source_size = 'own': must be 'square' or 'native'"):
         source_size(load_config(None, None, ["generate.source_size=own"]))
     with pytest.raises(ValueError, match="contradict"):
         source_size(load_config(None, None, ["generate.source_size=native", "generate.resize=[480,270]"]))

@@ -45,7 +45,7 @@ def test_img2img_shapes_and_range(generator, sources):
         generator.img2img(images, [0] * 5, [""] * 5, 0.0, 2.0, [1] * 5)
 
 
-@pytest.mark.parametrize("batch_sizes", [(1, 7), (4, 45)])
+@pytest.mark.parametrize("batch_sizes", [(3, 7), (4, 45)])  # batch 1: test_batch_of_one_is_bitwise_the_batch_of_64
 def test_images_do_not_depend_on_batch_size(tmp_path, generator, sources, batch_sizes):
     results = []
     for batch_size in batch_sizes:
@@ -107,3 +107,18 @@ def test_low_strength_stays_close_to_the_source(tiny_run):
              for p, s in zip(rows.path, rows.source_id)]
         diff[round(strength, 1)] = np.mean(d)
     assert diff[0.2] < diff[0.5] < diff[1.0]
+
+
+def test_batch_of_one_is_bitwise_the_batch_of_64(generator):
+    """A lone image (as a resume repairs it) is bitwise what it is inside a batch of 64 (or 70): the UNet
+    always runs on chunks of 16 images, the last one padded (docs/generation.md, Determinism)."""
+    from discl.generation.pixel_diffusion import UNET_CHUNK
+
+    assert 64 % UNET_CHUNK == 0 and 70 % UNET_CHUNK != 0
+    g = torch.Generator().manual_seed(2)
+    images = torch.randint(0, 256, (70, 3, 16, 16), generator=g, dtype=torch.uint8)
+    labels, seeds = [i % 3 for i in range(70)], list(range(500, 570))
+    together = generator.img2img(images, labels, [""] * 70, 0.3, 2.0, seeds)  # a full chunk and a padded one
+    for i in (0, 41, 66):
+        alone = generator.img2img(images[i : i + 1], labels[i : i + 1], [""], 0.3, 2.0, seeds[i : i + 1])
+        assert torch.equal(alone[0], together[i]), i

@@ -5,6 +5,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from click.testing import CliRunner
+
 from discl.cli import main
 from discl.data.image_folder import DatasetError, scan_image_folder
 
@@ -97,3 +99,53 @@ def test_cli_gives_one_line_error_for_a_bad_folder(tmp_path, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: image folder") and "does not exist" in err and "Traceback" not in err
+
+
+def _names_hashed_to_test(folder, n, seed=0, test_fraction=0.2):
+    """``n`` file names that the hash split sends to test when they lie in ``folder`` ("" for none)."""
+    from discl.data.image_folder import _hash_fraction
+
+    names = (f"img {i}.png" for i in range(10_000))
+    return [name for name in names if _hash_fraction(f"{folder}/{name}".lstrip("/"), seed) < test_fraction][:n]
+
+
+def test_every_class_of_two_or_more_images_keeps_one_for_training(tmp_path):
+    """Class "Eight" has 3 images, all hashed to test: its image nearest the training range trains; the
+    other images stay where the hash put them. A 1-image class left out is named in one line."""
+    import warnings
+
+    from discl.data.image_folder import _hash_fraction, hash_split
+
+    root = tmp_path / "photos"
+    eight = _names_hashed_to_test("Eight", 3)
+    for name in eight:
+        _png(root / "Eight" / name)
+    for i in range(12):
+        _png(root / "Nine" / f"n{i}.png")
+    lonely = _names_hashed_to_test("One", 1)[0]
+    _png(root / "One" / lonely)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no raw Python warning any more
+        result = CliRunner().invoke(main, ["prepare", str(tmp_path / "run"), "--set", "data.name=image-folder", "--set", f"data.root={root}"])
+    assert result.exit_code == 0, result.output
+    dataset = pd.read_parquet(tmp_path / "run" / "dataset.parquet")
+    split = dict(zip(dataset.sample_id, dataset.split))
+    nearest = max(eight, key=lambda name: _hash_fraction(f"Eight/{name}", 0))
+    assert [split[f"Eight/{name}"] for name in eight] == ["train" if name == nearest else "test" for name in eight]
+    assert all(split[f"Nine/n{i}.png"] == hash_split(_hash_fraction(f"Nine/n{i}.png", 0), 0.1, 0.2) for i in range(12))
+    assert split[f"One/{lonely}"] == "test"
+    warning = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert warning == [f"warning: 1 classes have no training image, so no model can learn them: 'One' (1 image); "
+                       "a class needs at least 2 images (one stays for training), or give it a train split"]
+
+
+def test_csv_rows_without_a_split_keep_a_training_image_too(tmp_path):
+    from discl.data.csv_table import scan_csv
+
+    names = _names_hashed_to_test("", 2)
+    lines = ["path,label,split"] + [f"{name},eight," for name in names] + ["given.png,eight,test"]
+    for name in [*names, "given.png"]:
+        _png(tmp_path / name)
+    (tmp_path / "list.csv").write_text("\n".join(lines) + "\n")
+    dataset, _ = scan_csv(tmp_path / "list.csv")
+    assert (dataset.split == "train").sum() == 1 and dataset.set_index("sample_id").loc["given.png", "split"] == "test"

@@ -1,6 +1,8 @@
-"""The OpenAI-compatible chat client against a real HTTP server on loopback that imitates the endpoint."""
+"""The OpenAI-compatible chat client against a real HTTP server on loopback that imitates the endpoint
+(and against hostile ones: a redirect to another host, a reply trickled a byte at a time)."""
 
 import json
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -12,23 +14,31 @@ from discl.llm import ChatClient, LLMError
 
 class FakeEndpoint:
     """Serves /v1/chat/completions; each request takes the next scripted reply (the last one repeats).
-    A reply is (status, body) or ("sleep", seconds) to stall past the client's timeout."""
+    A reply is (status, body[, headers]) or ("stall",): answer only when the test is over, i.e. past
+    any client timeout."""
 
     def __init__(self, script):
         self.script = list(script)
         self.requests = []
+        self.release = threading.Event()
         endpoint = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args):
                 pass
 
+            def do_GET(self):
+                endpoint.requests.append({"method": "GET", "path": self.path, "auth": self.headers.get("Authorization")})
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(json.dumps(chat_reply("stolen")).encode())
+
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 endpoint.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
                 step = endpoint.script.pop(0) if len(endpoint.script) > 1 else endpoint.script[0]
-                if step[0] == "sleep":
-                    time.sleep(step[1])
+                if step[0] == "stall":
+                    endpoint.release.wait(60)
                     step = (200, chat_reply("too late"))
                 status, payload = step[0], step[1]
                 headers = step[2] if len(step) > 2 else {}
@@ -52,6 +62,7 @@ class FakeEndpoint:
         return self
 
     def __exit__(self, *exc):
+        self.release.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -100,7 +111,7 @@ def test_client_errors_are_not_retried_and_the_key_is_redacted():
 
 
 def test_timeouts_are_retried():
-    with FakeEndpoint([("sleep", 1.5), (200, chat_reply("fast"))]) as server:
+    with FakeEndpoint([("stall",), (200, chat_reply("fast"))]) as server:
         assert client(server.url, timeout=0.5).chat([]) == "fast"
     assert len(server.requests) == 2
 
@@ -129,3 +140,63 @@ def test_key_comes_from_the_environment_and_is_never_shown(monkeypatch):
     with pytest.raises(LLMError, match="DISCL_TEST_KEY.*is not set"):
         ChatClient.from_env("http://127.0.0.1:1/v1", "m", "DISCL_TEST_KEY")
     assert ChatClient.from_env("http://127.0.0.1:1/v1", "m", None).api_key is None
+
+
+@pytest.mark.parametrize("code", [301, 302, 307, 308])
+def test_redirects_are_refused_and_the_key_goes_nowhere(code):
+    """A 3xx to another host: urllib would resend the Authorization header there (302: as a GET, whose
+    reply it would accept). The client refuses in one line and the other host sees nothing."""
+    with FakeEndpoint([(200, chat_reply("stolen"))]) as elsewhere:
+        with FakeEndpoint([(code, b"", {"Location": elsewhere.url.replace("127.0.0.1", "localhost") + "/steal"})]) as server:
+            with pytest.raises(LLMError) as err:
+                client(server.url, api_key="sk-secret-7").chat([])
+    assert elsewhere.requests == [] and len(server.requests) == 1
+    message = str(err.value)
+    assert f"redirects (HTTP {code}) to http://localhost:" in message and "set prompts.base_url to the final address" in message
+    assert "sk-secret-7" not in message and not err.value.transport
+
+
+class TrickleServer:
+    """A raw loopback server that answers one byte every 50 ms, forever (until the test ends): each
+    socket read returns quickly, so only a deadline for the whole request stops the client."""
+
+    def __init__(self, trickle_headers: bool):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/v1"
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+        self.reply = (head if trickle_headers else b"") + b"{" * 100000
+        self.prefix = b"" if trickle_headers else head
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self):
+        conn, _ = self.sock.accept()
+        with conn:
+            conn.recv(65536)
+            try:
+                conn.sendall(self.prefix)
+                for byte in self.reply:
+                    if self.stop.wait(0.05):
+                        return
+                    conn.sendall(bytes([byte]))
+            except OSError:  # the client hung up: what a deadline does
+                return
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(10)
+        self.sock.close()
+
+
+@pytest.mark.parametrize("trickle_headers", [False, True], ids=["body", "status-and-headers"])
+def test_the_timeout_bounds_the_whole_request_not_each_read(trickle_headers):
+    with TrickleServer(trickle_headers) as server:
+        start = time.monotonic()
+        with pytest.raises(LLMError, match=r"last error: TimeoutError: no complete reply within 0.5 s"):
+            client(server.url, timeout=0.5, max_retries=0).chat([])
+        elapsed = time.monotonic() - start
+    assert elapsed < 5  # the trickle alone would take over an hour

@@ -16,5 +16,5 @@ def test_rules_fire_independently_and_are_all_named():
 
 
 def test_unknown_rule_is_refused():
-    with pytest.raises(ValueError, match="unknown mining rule 'hardest'"):
+    with pytest.raises(ValueError, match=r"MineConfig.rules\[0\] = 'hardest': must be 'few_shot'"):
         hard_rules(torch.ones(1), torch.zeros(1), torch.zeros(1), torch.zeros(1, dtype=torch.bool), MineConfig(rules=["hardest"]))

@@ -99,7 +99,9 @@ def test_same_config_same_images_and_numbers_whatever_the_batch_size(tiny_run, t
 
 
 def test_a_stage_without_its_inputs_says_which_stage_to_run(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
     with pytest.raises(SystemExit) as exit_info:
         main(["generate", str(tmp_path / "empty"), "--no-progress"])
     assert exit_info.value.code == 2
     assert "run the stage that writes the hard table first" in capsys.readouterr().err
+    assert not any((tmp_path / "empty").iterdir())  # not even config.yaml: the command failed

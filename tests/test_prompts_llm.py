@@ -120,3 +120,22 @@ def test_dataset_templates():
     assert template_for("iwildcam", "my {name}") == "my {name}"
     with pytest.raises(ValueError, match="no prompt template for dataset 'cifar'"):
         template_for("cifar")
+
+
+def test_cli_a_redirecting_endpoint_gets_no_key_and_changes_nothing(tmp_path, monkeypatch):
+    """`discl prompts --llm` against an endpoint that redirects to another host: one line, exit 2, the
+    other host never sees the key, and the run directory is as it was (no prompts.json, same config.yaml)."""
+    from .conftest import tree_state
+
+    monkeypatch.setenv("DISCL_TEST_KEY", "sk-do-not-forward")
+    run = _run(tmp_path)
+    with FakeEndpoint([(200, chat_reply("stolen"))]) as elsewhere:
+        with FakeEndpoint([(302, b"", {"Location": elsewhere.url.replace("127.0.0.1", "localhost") + "/chat/completions"})]) as server:
+            before = tree_state(run.root)
+            result = CliRunner().invoke(main, ["prompts", str(run.root), "--llm", "--set", f"prompts.base_url={server.url}",
+                                               "--set", "prompts.api_key_env=DISCL_TEST_KEY", "--set", "prompts.on_error=error"])
+    assert result.exit_code == 2 and elsewhere.requests == []
+    line = result.stderr.strip()
+    assert "\n" not in line and line.startswith("error: prompts: ") and "redirects (HTTP 302) to http://localhost:" in line
+    assert "sk-do-not-forward" not in result.output
+    assert tree_state(run.root) == before

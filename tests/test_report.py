@@ -9,8 +9,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from click.testing import CliRunner
+
 from discl.cli import main
 from discl.report.build import ReportOptions, build_report, choose_grids
+
+from .conftest import tree_state
 
 
 class _Collect(HTMLParser):
@@ -98,3 +102,60 @@ def test_cli_report_and_a_run_without_later_stages(tiny_run, tmp_path, capsys):
         main(["prepare", str(tmp_path / "fresh"), "--set", "data.max_per_class=10"])
     path = build_report(type(run)(tmp_path / "fresh"))
     assert "No metrics yet" in path.read_text(encoding="utf-8")
+
+
+def test_class_names_are_plain_text_and_a_missing_image_is_a_placeholder(tiny_run, tmp_path):
+    """A class named like mathtext ("price $_$ tag") is drawn as written; a deleted thumbnail becomes a
+    placeholder naming its path, and the report is still written."""
+    import shutil
+
+    from discl.report.plots import kept_per_class, plain
+    from discl.tables import write_table
+
+    assert plain("price $_$ tag") == r"price \$_\$ tag"
+    kept_per_class(pd.DataFrame({"class_name": ["price $_$ tag", "$x"], "kept": [1, 2], "dropped": [0, 1]}))  # no mathtext error
+    run = type(tiny_run[0])(tmp_path / "run")
+    shutil.copytree(tiny_run[0].root, run.root)
+    classes = pd.read_parquet(run.classes)
+    classes.loc[0, "class_name"] = "price $_$ tag"
+    write_table(classes, run.classes, "classes")
+    synthetic = pd.read_parquet(run.synthetic)
+    shown = choose_grids(pd.read_parquet(run.hard), ReportOptions().max_grids)
+    victim = synthetic[synthetic.source_id.isin(shown.sample_id)].path.iloc[0]
+    run.resolve(victim).unlink()
+    result = CliRunner().invoke(main, ["report", str(run.root), "--out", str(tmp_path / "r.html")])
+    assert result.exit_code == 0, result.output
+    html = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert f"missing:<br>{run.resolve(victim)}</span>" in html
+    assert "price $_$ tag" in html
+
+
+def test_a_garbled_table_is_refused_naming_the_file(tiny_run, tmp_path):
+    import shutil
+
+    run = type(tiny_run[0])(tmp_path / "run")
+    shutil.copytree(tiny_run[0].root, run.root)
+    scores = pd.read_parquet(run.scores)
+    scores.loc[4, "image_sim"] = -3.9
+    scores.to_parquet(run.scores)  # as a damaged or foreign file would be: not through discl's writer
+    before = tree_state(run.root)
+    result = CliRunner().invoke(main, ["report", str(run.root)])
+    assert result.exit_code == 2
+    assert result.stderr == (f"error: {run.scores}: image_sim = -3.9 in row 4 (synthetic_id {scores.synthetic_id[4]!r}) is outside "
+                             "[-1, 1]; the file is damaged or was not written by discl: rerun the stage that writes it\n")
+    assert tree_state(run.root) == before  # no report.html, nothing else
+
+
+def test_scores_of_other_synthetic_images_are_flagged(tiny_run, tmp_path):
+    import shutil
+
+    from discl.tables import write_table
+
+    run = type(tiny_run[0])(tmp_path / "run")
+    shutil.copytree(tiny_run[0].root, run.root)
+    note = "scores.parquet scores other synthetic images than synthetic.parquet"
+    assert note not in build_report(run, tmp_path / "a.html").read_text(encoding="utf-8")
+    synthetic = pd.read_parquet(run.synthetic)
+    synthetic.loc[0, "fingerprint"] = "0123456789abcdef"  # generate remade it since scoring
+    write_table(synthetic, run.synthetic, "synthetic")
+    assert note in build_report(run, tmp_path / "b.html").read_text(encoding="utf-8")

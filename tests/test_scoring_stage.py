@@ -112,3 +112,71 @@ def test_unknown_label_in_synthetic_table_is_named(run_copy):
     write_table(synthetic, run.synthetic, "synthetic")
     with pytest.raises(ValueError, match=f"{synthetic.loc[0, 'synthetic_id']}.*label 99"):
         score_stage.run_score(run, cfg, echo=lambda *_: None, progress=False)
+
+
+def _state(root):
+    from .conftest import tree_state
+
+    return tree_state(root)
+
+
+def test_rescore_with_another_scorer_refuses_and_keeps_every_embedding(run_copy):
+    """`--rescore --set score.model=NoSuchModel`: one line naming what changed; no model loaded, nothing deleted."""
+    run, _ = run_copy
+    before = _state(run.root)
+    result = CliRunner().invoke(main, ["score", str(run.root), "--rescore", "--set", "score.backend=open_clip", "--set", "score.model=NoSuchModel"])
+    assert result.exit_code == 2
+    line = result.stderr.strip()
+    assert "\n" not in line and line.startswith(f"error: --rescore: the embeddings in {run.root / 'embeddings' / 'clip'} come from another scorer (")
+    assert "score.backend 'tiny-clip' -> 'open_clip'" in line and "score.model None -> 'NoSuchModel'" in line
+    assert "run `discl score` without --rescore" in line
+    assert _state(run.root) == before
+
+
+def test_a_scorer_that_fails_to_load_leaves_the_store_untouched(run_copy):
+    run, _ = run_copy
+    before = _state(run.root)
+    result = CliRunner().invoke(main, ["score", str(run.root), "--set", "score.backend=open_clip", "--set", "score.model=NoSuchModel"])
+    assert result.exit_code == 2 and result.stderr == "error: 'NoSuchModel' is not an open_clip model name (e.g. 'ViT-B-32'; open_clip.list_models() lists them)\n"
+    assert _state(run.root) == before
+
+
+def test_a_new_scorer_replaces_the_old_vectors_only_when_complete(tmp_path):
+    from discl.scoring.embeddings import EmbeddingStore
+
+    old = EmbeddingStore(tmp_path / "clip", "a", echo=lambda *_: None, scorer={"score.model": "A"})
+    old.add("synthetic", ["x", "y"], np.ones((2, 3), np.float32))
+    messages = []
+    new = EmbeddingStore(tmp_path / "clip", "b", echo=messages.append, scorer={"score.model": "B"})
+    assert "replace the old ones once complete" in messages[0] and new.holds_other_scorer and new.saved_scorer == {"score.model": "A"}
+    new.add("synthetic", ["x"], np.zeros((1, 3), np.float32))  # interrupted here: the old vectors are all still there
+    assert EmbeddingStore(tmp_path / "clip", "a", echo=lambda *_: None).missing("synthetic", ["x", "y"]) == []
+    resumed = EmbeddingStore(tmp_path / "clip", "b", echo=lambda *_: None)
+    assert resumed.missing("synthetic", ["x", "y"]) == ["y"]  # resumes in the staging folder
+    resumed.add("synthetic", ["y"], np.zeros((1, 3), np.float32))
+    resumed.commit()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip"]
+    assert np.array_equal(EmbeddingStore(tmp_path / "clip", "b").lookup("synthetic", ["y", "x"]), np.zeros((2, 3), np.float32))
+
+
+def test_remade_images_are_embedded_again_and_only_they(run_copy, monkeypatch):
+    from discl.tables import write_table
+
+    run, cfg = run_copy
+    synthetic = pd.read_parquet(run.synthetic)
+    assert score_stage.scores_match(run, synthetic)
+    synthetic.loc[[0, 3], "fingerprint"] = "0123456789abcdef"  # as generate leaves images it has made again
+    write_table(synthetic, run.synthetic, "synthetic")
+    assert not score_stage.scores_match(run, synthetic)
+    real_ensure = score_stage.ensure_scorer
+    embedded = []
+
+    def counting(*args, **kwargs):
+        scorer = real_ensure(*args, **kwargs)
+        inner = scorer.embed_images
+        scorer.embed_images = lambda images: embedded.append(len(images)) or inner(images)
+        return scorer
+
+    monkeypatch.setattr(score_stage, "ensure_scorer", counting)
+    score_stage.run_score(run, cfg, echo=lambda *_: None, progress=False)
+    assert sum(embedded) == 2 and score_stage.scores_match(run, synthetic)

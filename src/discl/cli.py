@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
 from .config import ConfigError, load_config, save_config
+from .lock import LockHeld, RunLock, busy
 from .rundir import RunDir
 
 
@@ -16,31 +19,84 @@ def _options(fn):
     fn = click.option("--no-progress", is_flag=True, help="Hide progress bars.")(fn)
     fn = click.option(
         "--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
-        help="Override one config value (YAML syntax), e.g. --set train.classifier.epochs=10. Repeatable.",
+        help="Override one config value, e.g. --set train.classifier.epochs=10 (read as YAML; text fields take the "
+             "value as written). Repeatable.",
     )(fn)
     fn = click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
                       help="YAML config file (see docs/config.md); applied over the run directory's config.yaml.")(fn)
     return fn
 
 
-def _setup(run_dir: Path, config_file, overrides):
+def _is_main_process() -> bool:
+    """Under torchrun every rank runs the command; only rank 0 takes locks and writes config.yaml."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _check_run_dir(run: RunDir, creates: bool) -> None:
+    if run.root.exists() and not run.root.is_dir():
+        raise ConfigError(f"{run.root} is not a directory")
+    if not creates and not run.root.is_dir():
+        raise ConfigError(f"run directory {run.root} does not exist; `discl prepare {run.root}` makes one "
+                          "(no other stage creates a run directory)")
+
+
+def _restore(path: Path, content: bytes | None) -> None:
+    """Put back what config.yaml held before the command (atomically), or remove it if there was none."""
+    if content is None:
+        path.unlink(missing_ok=True)
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.restore")
+    tmp.write_bytes(content)
+    tmp.replace(path)
+
+
+@contextmanager
+def _session(run_dir: Path, config_file, overrides, lock: str, creates: bool = False, others: str | None = None,
+             saves: bool = True):
+    """What every stage command does around its work, in this order: check the settings (writing
+    nothing), take the stage's lock, save config.yaml (unless ``saves`` is False: a dry run); if the
+    command fails with an error, config.yaml is put back as it was, so a bad setting is never the
+    base of later runs."""
     run = RunDir(run_dir)
-    cfg = load_config(run.root, config_file, overrides)
-    save_config(cfg, run.root)
-    return run, cfg
+    _check_run_dir(run, creates)
+    cfg = load_config(run.root if run.root.is_dir() else None, config_file, overrides)
+    if not _is_main_process():
+        yield run, cfg
+        return
+    created = not run.root.exists()
+    run.root.mkdir(parents=True, exist_ok=True)
+    try:
+        with RunLock(run.root, lock):
+            holder = busy(run.root, others) if others else None
+            if holder:
+                raise LockHeld(holder)
+            before = run.config.read_bytes() if run.config.exists() else None
+            if saves:
+                save_config(cfg, run.root)
+            try:
+                yield run, cfg
+            except Exception:
+                _restore(run.config, before)
+                raise
+    except LockHeld as held:
+        raise LockHeld(f"{run.root} is busy: {held}; wait for that command to end"
+                       + (", or give each process its own --shard I/N" if lock.startswith("generate") else "")) from None
+    finally:
+        if created and not any(run.root.iterdir()):
+            run.root.rmdir()  # a prepare that failed leaves no empty run directory behind
 
 
-def _stage(name: str, help_text: str, needs_progress: bool = True):
+def _stage(name: str, help_text: str, needs_progress: bool = True, creates: bool = False):
     def register(fn):
         @main.command(name, help=help_text)
         @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
         @_options
         def command(run_dir, config_file, overrides, no_progress):
-            run, cfg = _setup(run_dir, config_file, overrides)
-            if needs_progress:
-                fn(run, cfg, click.echo, not no_progress)
-            else:
-                fn(run, cfg, click.echo)
+            with _session(run_dir, config_file, overrides, name, creates) as (run, cfg):
+                if needs_progress:
+                    fn(run, cfg, click.echo, not no_progress)
+                else:
+                    fn(run, cfg, click.echo)
 
         return command
 
@@ -51,14 +107,21 @@ class _Group(click.Group):
     """Known input errors end with one clear line, not a traceback."""
 
     def invoke(self, ctx):
+        from pickle import UnpicklingError
+
+        from safetensors import SafetensorError
+
         from .data.image_folder import DatasetError
         from .llm import LLMError
         from .tables import TableError
 
+        known = (ConfigError, DatasetError, TableError, LLMError, LockHeld, FileNotFoundError, ValueError, OSError,
+                 UnpicklingError, SafetensorError)
         try:
             return super().invoke(ctx)
-        except (ConfigError, DatasetError, TableError, LLMError, FileNotFoundError, ValueError, OSError) as err:
-            click.echo(f"error: {err}", err=True)
+        except known as err:
+            lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+            click.echo(f"error: {' '.join(lines) or type(err).__name__}", err=True)
             sys.exit(2)
 
 
@@ -102,13 +165,13 @@ def _eval(run, cfg, echo):
     run_eval(run, cfg, echo)
 
 
-_stage("prepare", "Build the dataset tables (dataset.parquet, classes.parquet, skipped.parquet).", False)(_prepare)
+_stage("prepare", "Build the dataset tables (dataset.parquet, classes.parquet, skipped.parquet).", False, creates=True)(_prepare)
 _stage("train", "Train the task classifier for each method in train.methods (train/<method>/).")(_train)
 _stage("eval", "Top-1 accuracy overall / many / medium / few on the test split (metrics.parquet).", False)(_eval)
 
 
 @main.command("report")
-@click.argument("run_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Where to write the HTML (default: RUN_DIR/report.html).")
 @click.option("--max-grids", default=24, show_default=True, help="Spectrum grids to show; larger runs show a stable sample.")
 @click.option("--method", default=None, help="The DisCL method to compare with the baseline (default: the first other trained method).")
@@ -117,7 +180,13 @@ def report(run_dir, out, max_grids, method, baseline):
     """Write one self-contained HTML file: spectra, filter statistics, curriculum, training curves, results."""
     from .report.build import ReportOptions, build_report
 
-    path = build_report(RunDir(run_dir), out, ReportOptions(max_grids=max_grids, method=method, baseline=baseline))
+    run = RunDir(run_dir)
+    _check_run_dir(run, creates=False)
+    try:
+        with RunLock(run.root, "report"):
+            path = build_report(run, out, ReportOptions(max_grids=max_grids, method=method, baseline=baseline))
+    except LockHeld as held:
+        raise LockHeld(f"{run.root} is busy: {held}; wait for that command to end") from None
     click.echo(f"report: {path}")
 
 
@@ -132,8 +201,8 @@ def mine(run_dir, config_file, overrides, no_progress, hard_csv, folds):
     from .stages.mine import run_mine
 
     extra = ([f"mine.hard_csv={hard_csv.resolve()}"] if hard_csv else []) + ([f"mine.folds={folds}"] if folds is not None else [])
-    run, cfg = _setup(run_dir, config_file, (*overrides, *extra))
-    run_mine(run, cfg, click.echo, not no_progress)
+    with _session(run_dir, config_file, (*overrides, *extra), "mine") as (run, cfg):
+        run_mine(run, cfg, click.echo, not no_progress)
 
 
 @main.command("score")
@@ -145,8 +214,8 @@ def score(run_dir, config_file, overrides, no_progress, rescore):
     """CLIP image-image and image-text similarity and the filters (scores.parquet, score_summary.parquet)."""
     from .stages.score import run_score
 
-    run, cfg = _setup(run_dir, config_file, overrides)
-    run_score(run, cfg, click.echo, not no_progress, rescore=rescore)
+    with _session(run_dir, config_file, overrides, "score") as (run, cfg):
+        run_score(run, cfg, click.echo, not no_progress, rescore=rescore)
 
 
 @main.command("prompts")
@@ -157,26 +226,30 @@ def prompts(run_dir, config_file, overrides, no_progress, llm):
     """Prompt templates per dataset, and optional LLM descriptions per class (cached in prompts.json)."""
     from .stages.prompts import run_prompts
 
-    run, cfg = _setup(run_dir, config_file, overrides)
-    if llm is not None:
-        cfg.prompts.llm = llm
-    run_prompts(run, cfg, click.echo)
+    with _session(run_dir, config_file, overrides, "prompts") as (run, cfg):
+        if llm is not None:
+            cfg.prompts.llm = llm
+        run_prompts(run, cfg, click.echo)
 
 
 @main.command("generate")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--dry-run", is_flag=True, help="Print the plan's size and the work left; make nothing.")
+@click.option("--dry-run", is_flag=True, help="Print the plan's size and the work left; make nothing (config.yaml included).")
 @click.option("--shard", metavar="I/N", help="Make only shard I of N (0-based; stable assignment by source id), for job arrays.")
 @click.option("--engine", type=click.Choice(["local", "ray"]), help="Overrides generate.engine: this process, or Ray Data actors.")
 @_options
 def generate(run_dir, dry_run, shard, engine, config_file, overrides, no_progress):
     """Make the spectrum of synthetic images for every hard sample (synthetic/, synthetic.parquet)."""
+    from .generation.shards import parse_shard
     from .stages.generate import run_generate
 
-    run, cfg = _setup(run_dir, config_file, overrides)
-    if engine:  # for this invocation only, not saved in config.yaml
-        cfg.generate.engine = engine
-    run_generate(run, cfg, click.echo, not no_progress, dry_run=dry_run, shard=shard)
+    index, count = parse_shard(shard)
+    # Shards lock apart and may run side by side; the whole plan may not run beside any shard.
+    lock, others = ("generate", "generate-shard-*") if count == 1 else (f"generate-shard-{index}-of-{count}", "generate")
+    with _session(run_dir, config_file, overrides, lock, others=others, saves=not dry_run) as (run, cfg):
+        if engine:  # for this invocation only, not saved in config.yaml
+            cfg.generate.engine = engine
+        run_generate(run, cfg, click.echo, not no_progress, dry_run=dry_run, shard=shard)
 
 
 @main.command("compare")
@@ -190,8 +263,8 @@ def compare(run_dir, methods, seeds, losses, config_file, overrides, no_progress
     """Train every method for every loss and seed; write compare/table.md (mean ± std, the paper's format)."""
     from .stages.compare import run_compare
 
-    run, cfg = _setup(run_dir, config_file, overrides)
-    run_compare(run, cfg, _spread(methods), [int(s) for s in _spread(seeds)], _spread(losses), click.echo, not no_progress)
+    with _session(run_dir, config_file, overrides, "compare") as (run, cfg):
+        run_compare(run, cfg, _spread(methods), [int(s) for s in _spread(seeds)], _spread(losses), click.echo, not no_progress)
 
 
 def _spread(values) -> list:

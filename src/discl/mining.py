@@ -111,7 +111,8 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any failure here means "not a plain state dict"
-        raise ValueError(f"cannot read {path} as a state dict with weights_only=True: {err}") from err
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"cannot read {path} as a plain state dict (torch.load with weights_only=True refused it: {first})") from None
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
@@ -161,11 +162,13 @@ def load_timm_judge(name: str, weights: Path, num_classes: int, image_size: int 
 
     model = timm.create_model(name, pretrained=False, num_classes=num_classes)
     state = read_state_dict(weights)
+    missing, unexpected = [k for k in model.state_dict() if k not in state], [k for k in state if k not in model.state_dict()]
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
-        raise ValueError(f"{weights} does not fit timm model {name!r} with {num_classes} classes: {str(err).splitlines()[0]} "
-                         f"{str(err).splitlines()[1] if len(str(err).splitlines()) > 1 else ''}".strip()) from err
+        keys = ", ".join(f"{len(v)} {what} (e.g. {v[0]!r})" for what, v in (("missing keys", missing), ("unexpected keys", unexpected)) if v)
+        detail = keys or str(err).strip().splitlines()[-1].strip()[:300]  # shapes that differ
+        raise ValueError(f"{weights} does not fit timm model {name!r} with {num_classes} classes: {detail}") from None
     data = timm.data.resolve_data_config({}, model=model)
     size = image_size or (data["input_size"][-1] if data.get("input_size") else fallback_size)
     return Judge(model.eval(), timm_judge_key(name, weights, image_size), int(size), tuple(data["mean"]), tuple(data["std"]),

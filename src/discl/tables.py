@@ -7,6 +7,7 @@ crash never leaves half a table. docs/schemas.md describes every column.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -67,6 +68,10 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("path", pa.string()),  # relative to the run directory
             ("attempts", pa.int32()),  # draws made (1 unless generate.regenerate is on)
             ("gen_text_sim", pa.float32()),  # text similarity of the kept draw (NaN unless regenerate is on)
+            # Digest of everything that decides the image (generation settings, planned prompt and noise
+            # seed); a rerun remakes images whose fingerprint differs from the plan's. "" = written before
+            # discl recorded it.
+            ("fingerprint", pa.string()),
         ]
     ),
     # One row per synthetic image: CLIP similarities and the filter's verdict.
@@ -181,17 +186,61 @@ SCHEMAS: dict[str, pa.Schema] = {
 }
 
 
+META_KEY = b"discl"
+
+#: Columns added after a table's first release, and the value rows written before them get.
+LATER_COLUMNS: dict[str, dict[str, object]] = {"synthetic": {"fingerprint": ""}}
+
+
+#: Value ranges checked on read (NaN stands for "not computed" and passes): a table that breaks one is
+#: damaged, or was not written by discl, and nothing downstream should quietly use it.
+RANGES: dict[str, dict[str, tuple[float, float]]] = {
+    "hard": {"p_true": (0, 1)},
+    "synthetic": {"strength": (0, 1), "gen_text_sim": (-1, 1)},
+    "scores": {"text_sim": (-1, 1), "image_sim": (-1, 1), "base_p_true": (0, 1), "base_p_pred": (0, 1)},
+    "score_summary": {"strength": (0, 1), "mean_text_sim": (-1, 1), "mean_image_sim": (-1, 1),
+                      "mean_text_sim_kept": (-1, 1), "mean_image_sim_kept": (-1, 1)},
+    "metrics": {"accuracy": (0, 100)},
+    "predictions": {"p_true": (0, 1)},
+}
+SLACK = 1e-3  # float32 rounding: a cosine of unit vectors may come out as 1.0000001
+
+
 class TableError(ValueError):
     pass
 
 
-def write_table(frame: pd.DataFrame, path: Path, kind: str) -> Path:
-    """Write ``frame`` as the table ``kind`` at ``path``, atomically."""
+def check_ranges(frame: pd.DataFrame, path: Path, kind: str) -> None:
+    """Raise TableError naming the file, column, row and value of the first value out of its range."""
+    for column, (lo, hi) in RANGES.get(kind, {}).items():
+        if column not in frame.columns or not len(frame):
+            continue
+        values = frame[column].to_numpy(dtype="float64", na_value=float("nan"))
+        bad = (values < lo - SLACK) | (values > hi + SLACK)
+        if bad.any():
+            row = int(bad.argmax())
+            ident = frame.columns[0]
+            raise TableError(f"{path}: {column} = {values[row]:.6g} in row {row} ({ident} {frame[ident].iloc[row]!r}) is outside "
+                             f"[{lo}, {hi}]; the file is damaged or was not written by discl: rerun the stage that writes it")
+
+
+def with_later_columns(frame: pd.DataFrame, kind: str) -> pd.DataFrame:
+    """``frame`` with the columns added to ``kind`` since it was written filled with their old-row value."""
+    missing = {c: v for c, v in LATER_COLUMNS.get(kind, {}).items() if c not in frame.columns}
+    return frame.assign(**missing) if missing else frame
+
+
+def write_table(frame: pd.DataFrame, path: Path, kind: str, meta: dict | None = None) -> Path:
+    """Write ``frame`` as the table ``kind`` at ``path``, atomically; ``meta`` (JSON) travels in the file's
+    key-value metadata, e.g. what the table was computed from."""
     schema = SCHEMAS[kind]
+    frame = with_later_columns(frame, kind)
     missing = [n for n in schema.names if n not in frame.columns]
     if missing:
         raise TableError(f"{kind} table for {path} lacks columns {missing}")
     table = pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
+    if meta is not None:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta).encode()})
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -204,11 +253,18 @@ def read_table(path: Path, kind: str) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: run the stage that writes the {kind} table first")
-    frame = pq.read_table(path).to_pandas()
+    frame = with_later_columns(pq.read_table(path).to_pandas(), kind)
     missing = [n for n in SCHEMAS[kind].names if n not in frame.columns]
     if missing:
         raise TableError(f"{path} is not a {kind} table: it lacks columns {missing}")
+    check_ranges(frame, path, kind)
     return frame
+
+
+def table_meta(path: Path) -> dict:
+    """The ``meta`` a table was written with ({} when none)."""
+    raw = (pq.read_schema(path).metadata or {}).get(META_KEY)
+    return json.loads(raw) if raw else {}
 
 
 def empty_table(kind: str) -> pd.DataFrame:

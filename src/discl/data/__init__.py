@@ -9,6 +9,7 @@ import torch
 
 from ..config import DataConfig
 from ..rundir import RunDir
+from ..swap import replace_folder, staging_dir
 from ..tables import empty_table, read_table, write_table
 from .buckets import class_table
 from .class_names import apply_class_names
@@ -21,9 +22,12 @@ DATASETS = ("digits-lt", "image-folder", "imagenet-lt", "iwildcam", "csv")
 
 def prepare_dataset(run: RunDir, cfg: DataConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Build the dataset, classes and skipped tables of ``run``; return them."""
+    images = None
     if cfg.name == "digits-lt":
+        # Built beside the images of an earlier prepare, which stay until the new ones are all written.
+        images = staging_dir(run.images / "digits-lt")
         dataset = build_digits_lt(
-            run.images / "digits-lt",
+            images,
             image_size=cfg.image_size,
             max_per_class=cfg.max_per_class,
             imbalance_ratio=cfg.imbalance_ratio,
@@ -31,7 +35,8 @@ def prepare_dataset(run: RunDir, cfg: DataConfig) -> tuple[pd.DataFrame, pd.Data
             test_per_class=cfg.test_per_class,
             seed=cfg.split_seed,
         )
-        dataset["path"] = dataset["path"].map(run.relative)  # the run directory stays movable
+        # Paths where the images will be (the run directory stays movable: relative paths).
+        dataset["path"] = [run.relative(run.images / "digits-lt" / Path(p).relative_to(images)) for p in dataset["path"]]
         skipped = empty_table("skipped")
     elif cfg.name == "image-folder":
         if not cfg.root:
@@ -47,6 +52,8 @@ def prepare_dataset(run: RunDir, cfg: DataConfig) -> tuple[pd.DataFrame, pd.Data
         dataset = apply_class_names(dataset, Path(cfg.class_names))
     real = cfg.name in ("imagenet-lt", "iwildcam", "csv")
     classes = class_table(dataset, cfg.lt_many_above if real else cfg.many_above, cfg.lt_few_below if real else cfg.few_below)
+    if images is not None:
+        replace_folder(images, run.images / "digits-lt")
     write_table(dataset, run.dataset, "dataset")
     write_table(classes, run.classes, "classes")
     write_table(skipped, run.skipped, "skipped")

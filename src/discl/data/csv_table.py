@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .image_folder import DatasetError, _hash_fraction
+from .image_folder import DatasetError, hash_splits
 
 SPLITS = {"train", "val", "test"}
 
@@ -36,13 +36,12 @@ def scan_csv(path: Path, path_column: str = "path", label_column: str = "label",
         split = rec.get(split_column, "").strip() if split_column in table.columns else ""
         if split and split not in SPLITS:
             raise DatasetError(f"{path}, line {number}: split {split!r} is not one of {sorted(SPLITS)}")
-        if not split:
-            u = _hash_fraction(rel, seed)
-            split = "test" if u < test_fraction else "val" if u < test_fraction + val_fraction else "train"
         rows.append((rel, split, label, rec.get("class_name", "").strip(), str(file.resolve())))
     frame = pd.DataFrame(rows, columns=["sample_id", "split", "raw_label", "class_name", "path"])
     if frame.empty:
         raise DatasetError(f"{path}: no usable row")
+    # Rows without a split: split like an image folder (every class of >= 2 images keeps a training image).
+    frame["split"] = hash_splits(frame["sample_id"], frame["raw_label"], val_fraction, test_fraction, seed, fixed=frame["split"])
     if frame["raw_label"].str.fullmatch(r"\d+").all():
         frame["label"] = frame["raw_label"].astype("int32")
         names = frame[frame["class_name"] != ""].drop_duplicates("label").set_index("label")["class_name"]

@@ -3,7 +3,9 @@
 Two layouts are read:
 - ``root/train/<class>/...`` (with optional ``val/`` and ``test/``): splits as given;
 - ``root/<class>/...``: every class is split into train/val/test by a stable
-  hash of the file's path, so adding files never reshuffles the others.
+  hash of the file's path, so adding files never reshuffles the others; a class
+  of at least 2 images that the hash would leave without a training image keeps
+  one (its image whose hash lies nearest the training range) for training.
 Files that cannot be used (not an image, empty, undecodable) and class folders
 with no usable image are skipped and recorded with the reason; nothing else is
 silently changed.
@@ -12,7 +14,6 @@ silently changed.
 from __future__ import annotations
 
 import hashlib
-import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -92,22 +93,34 @@ def scan_image_folder(
             )
     else:
         classes = _scan_classes(root, "train", root, rows, skipped)
-        rows = [_assign_split(r, val_fraction, test_fraction, seed) for r in rows]
     if not rows:
         raise DatasetError(f"no usable image found under {root} (expected root/<class name>/<image>)")
 
     names = sorted(classes)
     label_of = {name: i for i, name in enumerate(names)}
     frame = pd.DataFrame(rows, columns=["sample_id", "split", "class_name", "path"])
+    if not (root / "train").is_dir():
+        frame["split"] = hash_splits(frame["sample_id"], frame["class_name"], val_fraction, test_fraction, seed)
     frame.insert(2, "label", frame["class_name"].map(label_of).astype("int32"))
-    missing = sorted(set(names) - set(frame.loc[frame["split"] == "train", "class_name"]))
-    if missing:
-        warnings.warn(f"{root}: classes {missing} have no training image after the split", stacklevel=2)
     skipped_frame = pd.DataFrame(skipped, columns=["path", "reason"])
     return frame, skipped_frame
 
 
-def _assign_split(row: tuple, val_fraction: float, test_fraction: float, seed: int) -> tuple:
-    u = _hash_fraction(row[0], seed)
-    split = "test" if u < test_fraction else "val" if u < test_fraction + val_fraction else "train"
-    return (row[0], split, row[2], row[3])
+def hash_split(u: float, val_fraction: float, test_fraction: float) -> str:
+    return "test" if u < test_fraction else "val" if u < test_fraction + val_fraction else "train"
+
+
+def hash_splits(keys: pd.Series, classes: pd.Series, val_fraction: float, test_fraction: float, seed: int,
+                fixed: pd.Series | None = None) -> list[str]:
+    """Split rows by a stable hash of ``keys``, keeping every class of >= 2 images trainable: a class the
+    hash leaves without a training image trains on its row whose hash lies nearest the training range
+    (only that row moves, so every other assignment is as the hash says). ``fixed``: splits given in
+    advance (a CSV's split column; "" where none), which stay as they are."""
+    u = pd.Series([_hash_fraction(k, seed) for k in keys], index=keys.index)
+    fixed = fixed if fixed is not None else pd.Series("", index=keys.index)
+    split = fixed.where(fixed != "", [hash_split(x, val_fraction, test_fraction) for x in u])
+    hashed = fixed == ""
+    for _, rows in split.groupby(classes, sort=False):
+        if len(rows) >= 2 and not (rows == "train").any() and hashed[rows.index].any():
+            split[u[rows.index][hashed[rows.index]].idxmax()] = "train"
+    return split.tolist()

@@ -24,6 +24,15 @@ from tqdm.auto import tqdm
 from .base import check_request
 
 
+#: Images denoised per UNet call (x2 for guidance): always this many, see img2img.
+UNET_CHUNK = 16
+
+
+def _pad(t: torch.Tensor, n: int) -> torch.Tensor:
+    """``t`` with ``n`` zero rows appended (the padding of a chunk; its outputs are dropped)."""
+    return torch.cat([t, t.new_zeros((n, *t.shape[1:]))]) if n else t
+
+
 @dataclass
 class PixelDiffusionSpec:
     num_classes: int
@@ -88,24 +97,36 @@ class PixelDiffusionGenerator:
         noise_seeds: Sequence[int],
     ) -> torch.Tensor:
         check_request(strength, images=images, labels=labels, noise_seeds=noise_seeds)
+        x0 = self.encode(images)
+        noise = torch.stack(
+            [torch.randn(x0.shape[1:], generator=torch.Generator().manual_seed(int(s))) for s in noise_seeds]
+        )
+        cond = torch.as_tensor(list(labels), dtype=torch.long)
+        # Fixed-size chunks, the last one padded: CPU kernels are chosen by tensor shape and may sum in
+        # another order for another batch size, so only one shape makes every image bitwise the same
+        # whatever batch it comes in (a lone image repaired on resume included).
+        out = []
+        for start in range(0, len(x0), UNET_CHUNK):
+            part = slice(start, start + UNET_CHUNK)
+            n = len(x0[part])
+            pad = UNET_CHUNK - n
+            out.append(self._denoise(_pad(x0[part], pad), _pad(noise[part], pad), _pad(cond[part], pad), strength, text_guidance)[:n])
+        return self.decode(torch.cat(out), tuple(images.shape[-2:]))
+
+    def _denoise(self, x0: torch.Tensor, noise: torch.Tensor, cond: torch.Tensor, strength: float, text_guidance: float) -> torch.Tensor:
         scheduler = DDIMScheduler.from_config(self.scheduler_config)
         scheduler.set_timesteps(self.inference_steps)
         # As diffusers' img2img pipelines: skip the first (1 - strength) of the denoising steps.
         n_steps = min(max(int(self.inference_steps * strength), 1), self.inference_steps)
         timesteps = scheduler.timesteps[self.inference_steps - n_steps :]
-        x0 = self.encode(images)
-        noise = torch.stack(
-            [torch.randn(x0.shape[1:], generator=torch.Generator().manual_seed(int(s))) for s in noise_seeds]
-        )
         x = scheduler.add_noise(x0, noise, timesteps[:1].repeat(len(x0)))
-        cond = torch.as_tensor(list(labels), dtype=torch.long)
         null = torch.full_like(cond, self.spec.num_classes)
         for t in timesteps:
             out = self.unet(torch.cat([x, x]), t, class_labels=torch.cat([cond, null])).sample
             out_cond, out_null = out.chunk(2)
             guided = out_null + text_guidance * (out_cond - out_null)
             x = scheduler.step(guided, t, x).prev_sample
-        return self.decode(x, tuple(images.shape[-2:]))
+        return x
 
     # persistence: diffusers' own format (config.json + safetensors)
     def save(self, folder: Path, extra: dict | None = None) -> None:

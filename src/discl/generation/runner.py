@@ -18,10 +18,10 @@ from .store import PartStore, done_rows
 Refine = Callable[[Generator, torch.Tensor, pd.DataFrame, float, float, torch.Tensor], tuple[torch.Tensor, pd.DataFrame]]
 
 
-def pending_rows(run: RunDir, plan: pd.DataFrame, store: PartStore | None = None) -> pd.DataFrame:
-    """Rows of ``plan`` without a committed row whose image is on disk."""
+def pending_rows(run: RunDir, plan: pd.DataFrame, store: PartStore | None = None, size: tuple[int, int] | None = None) -> pd.DataFrame:
+    """Rows of ``plan`` without a committed row of the same fingerprint whose image is a whole PNG (at ``size``)."""
     store = store or PartStore(run)
-    done = done_rows(run, plan, store.rows())
+    done = done_rows(run, plan, store.rows(), size)
     return plan[~plan["synthetic_id"].isin(done["synthetic_id"])]
 
 
@@ -68,12 +68,13 @@ def run_plan(
     progress: bool = True,
     store: PartStore | None = None,
     refine: Refine | None = None,
+    size: tuple[int, int] | None = None,
 ) -> int:
     """Make every pending image of ``plan``; ``sources`` maps source_id to its uint8 (3, H, W) image
     (and, if its sources differ in size, tells each one's size by ``size_of``, as SourceImages does).
     Images first, then the batch's rows: a committed row always has its image. Returns how many were made."""
     store = store or PartStore(run)
-    todo = pending_rows(run, plan, store)
+    todo = pending_rows(run, plan, store, size)
     bar = tqdm(total=len(todo), desc="generate", unit="img", disable=not progress, leave=False)
     for strength, text_guidance, batch in batches(todo, batch_size, getattr(sources, "size_of", None)):
         out, rows = generate_batch(generator, sources, batch, strength, text_guidance, refine)

@@ -12,9 +12,10 @@ import pandas as pd
 from ..metrics import BUCKETS
 from ..rundir import RunDir
 from ..seeding import stable_seed
-from ..tables import read_table
+from ..generation.store import synthetic_digest
+from ..tables import read_table, table_meta
 from . import plots
-from .images import png_data_uri, thumbnail_uri
+from .images import png_data_uri, thumbnail
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
@@ -25,6 +26,7 @@ th:first-child, td:first-child { text-align: left; }
 table.spectrum td { text-align: center; vertical-align: top; font-size: 11px; padding: 2px; }
 td.kept img { outline: 3px solid #2e8b57; } td.dropped img { outline: 3px solid #cd5c5c; opacity: 0.75; }
 td.real img { outline: 3px solid #333; }
+.missing { display: inline-block; min-height: 40px; font-size: 9px; color: #a33; background: #f4f4f4; word-break: break-all; }
 .note { color: #666; font-size: 13px; } .grid { display: inline-block; margin: 0 1.5em 1.5em 0; vertical-align: top; }
 figure { display: inline-block; margin: 0.5em; text-align: center; font-size: 12px; }
 """
@@ -94,7 +96,7 @@ def spectrum_section(run: RunDir, hard: pd.DataFrame, synthetic: pd.DataFrame, s
             continue
         header = "".join(f"<th>λ={lv}</th>" for lv in levels) + "<th>real</th>"
         body = []
-        real_cell = f"<td class='real'><img alt='real {html.escape(source.sample_id)}' src='{thumbnail_uri(run.resolve(source.path), opts.thumb_size)}'></td>"
+        real_cell = f"<td class='real'>{thumbnail(run.resolve(source.path), opts.thumb_size, f'real {source.sample_id}')}</td>"
         for seed, seed_rows in rows.groupby("seed"):
             by_level = seed_rows.set_index("image_guidance")
             tds = []
@@ -109,8 +111,8 @@ def spectrum_section(run: RunDir, hard: pd.DataFrame, synthetic: pd.DataFrame, s
                     caption = f"<br>t {r['text_sim']:.2f}<br>i {r['image_sim']:.2f}"
                     if not r["kept"]:
                         caption += f"<br>{html.escape(str(r['drop_reason']))}"
-                alt = html.escape(f"{source.sample_id} λ={level} seed={seed}")
-                tds.append(f"<td class='{state}'><img alt='{alt}' src='{thumbnail_uri(run.resolve(r['path']), opts.thumb_size)}'>{caption}</td>")
+                image = thumbnail(run.resolve(r["path"]), opts.thumb_size, f"{source.sample_id} λ={level} seed={seed}")
+                tds.append(f"<td class='{state}'>{image}{caption}</td>")
             body.append(f"<tr><th>seed {seed}</th>{''.join(tds)}{real_cell}</tr>")
         title = html.escape(f"{source.class_name} — {source.sample_id} ({source.reason}, p_true {source.p_true:.2f})")
         parts.append(f"<div class='grid'><h3>{title}</h3><table class='spectrum'><tr><th></th>{header}</tr>{''.join(body)}</table></div>")
@@ -143,7 +145,7 @@ def qualitative_section(run: RunDir, predictions: pd.DataFrame | None, dataset: 
     figures = []
     for sample_id in sorted(fixed, key=lambda s: stable_seed("example", s))[: opts.max_examples]:
         figures.append(
-            f"<figure><img alt='{html.escape(sample_id)}' src='{thumbnail_uri(run.resolve(paths[sample_id]), 96)}'>"
+            f"<figure>{thumbnail(run.resolve(paths[sample_id]), 96, sample_id)}"
             f"<figcaption>true: {html.escape(names[labels[sample_id]])}<br>{html.escape(method)}: {html.escape(names[wide.at[sample_id, method]])} ✓"
             f"<br>{html.escape(opts.baseline)}: {html.escape(names[wide.at[sample_id, opts.baseline]])} ✗</figcaption></figure>"
         )
@@ -178,6 +180,8 @@ def build_report(run: RunDir, out_path: Path | None = None, opts: ReportOptions 
     if hard is not None and synthetic is not None and len(synthetic):
         sections.append(("Spectra of hard samples", spectrum_section(run, hard, synthetic, scores, opts)))
     if scores is not None and synthetic is not None and len(scores):
+        recorded = table_meta(run.scores).get("synthetic")
+        stale = recorded is not None and recorded != synthetic_digest(synthetic)
         summary = filter_summary(scores, synthetic)
         per_level = scores.groupby("image_guidance").agg(generated=("kept", "size"), kept=("kept", "sum"),
                                                          mean_text_sim=("text_sim", "mean"), mean_image_sim=("image_sim", "mean")).reset_index()
@@ -185,7 +189,9 @@ def build_report(run: RunDir, out_path: Path | None = None, opts: ReportOptions 
         thresholds = _thresholds(run)
         sections.append((
             "What the filter kept",
-            _figure(plots.similarity_histograms(scores, thresholds), "similarity histograms per level")
+            (f"<p class='note'><b>{html.escape(run.scores.name)} scores other synthetic images than {html.escape(run.synthetic.name)} "
+             f"(generate has remade some since): run <code>discl score</code>.</b></p>" if stale else "")
+            + _figure(plots.similarity_histograms(scores, thresholds), "similarity histograms per level")
             + _figure(plots.kept_per_class(summary), "kept and dropped per class")
             + "<h3>Per class</h3>" + _table(summary, "{:.3f}") + "<h3>Per image guidance</h3>" + _table(per_level, "{:.3f}"),
         ))

@@ -12,6 +12,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 
+def plain(text) -> str:
+    """Text as matplotlib shows it literally: a "$" would otherwise start mathtext (and an unpaired one
+    fails the whole figure), so names from the data are escaped."""
+    return str(text).replace("$", r"\$")
+
+
 def _png(fig) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
@@ -42,7 +48,7 @@ def kept_per_class(summary: pd.DataFrame) -> bytes:
     x = np.arange(len(summary))
     ax.bar(x, summary["kept"], color="seagreen", label="kept")
     ax.bar(x, summary["dropped"], bottom=summary["kept"], color="indianred", label="dropped")
-    ax.set_xticks(x, summary["class_name"], rotation=45, ha="right", fontsize=8)
+    ax.set_xticks(x, [plain(n) for n in summary["class_name"]], rotation=45, ha="right", fontsize=8)
     ax.set_ylabel("synthetic images")
     ax.legend()
     return _png(fig)
@@ -53,7 +59,7 @@ def curriculum_timeline(logs: pd.DataFrame) -> bytes:
     fig, ax = plt.subplots(figsize=(8, 3))
     for method, log in logs.groupby("method", sort=False):
         level = log["level"].where(log["level"] >= 0, 110)
-        ax.step(log["epoch"], level, where="post", label=method, linewidth=2, alpha=0.8)
+        ax.step(log["epoch"], level, where="post", label=plain(method), linewidth=2, alpha=0.8)
     ax.set_yticks([0, 25, 50, 75, 100, 110], ["0", "25", "50", "75", "100", "real only"])
     ax.set_xlabel("epoch")
     ax.set_ylabel("image guidance λ")
@@ -64,8 +70,8 @@ def curriculum_timeline(logs: pd.DataFrame) -> bytes:
 def training_curves(logs: pd.DataFrame) -> bytes:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
     for method, log in logs.groupby("method", sort=False):
-        axes[0].plot(log["epoch"], log["train_loss"], label=method)
-        axes[1].plot(log["epoch"], 100 * log["val_acc"], label=method)
+        axes[0].plot(log["epoch"], log["train_loss"], label=plain(method))
+        axes[1].plot(log["epoch"], 100 * log["val_acc"], label=plain(method))
     axes[0].set_title("training loss")
     axes[1].set_title("validation top-1 (%)")
     for ax in axes:

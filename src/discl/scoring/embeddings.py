@@ -1,8 +1,11 @@
 """Embeddings saved on disk (Parquet shards: ``id`` + a fixed-size float32 vector), so a run can be
 re-scored with new thresholds without a model, and an interrupted scoring run resumes where it stopped.
 
-One folder per scorer: ``store.json`` names the scorer the vectors came from; when the scorer
-changes, the old vectors no longer mean anything and are removed."""
+One folder per scorer: ``store.json`` names the scorer the vectors came from. Vectors of another scorer
+are never mixed in, and never thrown away before their replacement is whole: a new scorer's vectors
+go into ``<folder>.next`` and replace the folder only at :meth:`EmbeddingStore.commit`, once every
+vector the run needs is there. A scorer that fails to load, or a run stopped midway, leaves the saved
+vectors as they were."""
 
 from __future__ import annotations
 
@@ -17,20 +20,58 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 
+def _meta(folder: Path) -> dict | None:
+    try:
+        return json.loads((folder / "store.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
 class EmbeddingStore:
-    def __init__(self, folder: Path, key: str, echo=print):
+    def __init__(self, folder: Path, key: str, echo=print, scorer: dict | None = None):
         self.folder = Path(folder)
-        meta = self.folder / "store.json"
-        if meta.exists() and json.loads(meta.read_text()).get("key") != key:
-            echo(f"the scorer changed since {self.folder} was written; its embeddings are recomputed")
-            shutil.rmtree(self.folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        if not meta.exists():
-            meta.write_text(json.dumps({"key": key}, indent=2))
+        self.key = key
+        self.scorer = scorer  # what the key stands for, saved so that a later run can say what changed
+        self.staging = self.folder.with_name(self.folder.name + ".next")
+        keys = {f: (_meta(f) or {}).get("key") for f in (self.folder, self.staging)}
+        self.active: Path | None = next((f for f, k in keys.items() if k == key), None)
+        if self.active is None and keys[self.folder] is not None:
+            echo(f"the scorer changed since {self.folder} was written; new embeddings go to {self.staging} "
+                 "and replace the old ones once complete")
         self._cache: dict[str, tuple[list[str], np.ndarray]] = {}
 
+    @property
+    def saved_scorer(self) -> dict | None:
+        """What the vectors in the folder were made with (None: nothing saved, or not recorded)."""
+        return (_meta(self.folder) or {}).get("scorer")
+
+    @property
+    def holds_other_scorer(self) -> bool:
+        return self.active is None and _meta(self.folder) is not None
+
+    def _start(self) -> Path:
+        """The folder new vectors go to: the store's own when it holds none, else a fresh staging folder."""
+        target = self.staging if _meta(self.folder) is not None else self.folder
+        shutil.rmtree(target, ignore_errors=True)  # a third scorer's unfinished set, or vectors of no known scorer
+        target.mkdir(parents=True)
+        tmp = target / f".store.json.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps({"key": self.key, "scorer": self.scorer}, indent=2, default=str))
+        os.replace(tmp, target / "store.json")
+        self.active = target
+        return target
+
+    def commit(self) -> None:
+        """Swap a completed staging folder in for the old scorer's vectors."""
+        if self.active != self.staging:
+            return
+        old = self.folder.with_name(f".{self.folder.name}.old-{os.getpid()}")
+        self.folder.rename(old)
+        self.staging.rename(self.folder)
+        shutil.rmtree(old, ignore_errors=True)
+        self.active = self.folder
+
     def _shards(self, kind: str) -> list[Path]:
-        return sorted(self.folder.glob(f"{kind}-*.parquet"))
+        return sorted(self.active.glob(f"{kind}-*.parquet")) if self.active else []
 
     def load(self, kind: str) -> tuple[list[str], np.ndarray]:
         """All ids and vectors of ``kind`` (rows in the order they were added)."""
@@ -58,11 +99,12 @@ class EmbeddingStore:
             raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
         if not len(ids):
             return
+        folder = self.active or self._start()
         dim = vectors.shape[1]
         embedding = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim)
         table = pa.table({"id": pa.array(list(ids), pa.string()), "embedding": embedding})
         index = len(self._shards(kind))
-        path = self.folder / f"{kind}-{index:05d}.parquet"
+        path = folder / f"{kind}-{index:05d}.parquet"
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         pq.write_table(table, tmp)
         os.replace(tmp, path)

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 BACKENDS = ("auto", "open_clip", "transformers", "tiny-clip")
@@ -63,10 +64,17 @@ def load_open_clip(model_name: str, pretrained: str | None, **opts):
 
     from .base import OpenClipScorer
 
+    if not model_name.startswith("hf-hub:") and model_name not in _open_clip_names():
+        raise ValueError(f"{model_name!r} is not an open_clip model name (e.g. 'ViT-B-32'; open_clip.list_models() lists them)")
     if pretrained and Path(pretrained).suffix in (".pt", ".pth", ".bin", ".safetensors") and not Path(pretrained).exists():
         raise FileNotFoundError(f"open_clip checkpoint {pretrained} not found")
     # weights_only=True: a checkpoint file is read as tensors, never unpickled into objects.
-    model = open_clip.create_model(model_name, pretrained=pretrained, weights_only=True)
+    try:
+        model = open_clip.create_model(model_name, pretrained=pretrained, weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else "refused"
+        raise ValueError(f"cannot read the open_clip checkpoint {pretrained} as plain weights "
+                         f"(torch.load with weights_only=True refused it: {first})") from None
     return OpenClipScorer(model, open_clip.get_tokenizer(model_name), f"{model_name}/{pretrained}" if pretrained else model_name, **opts)
 
 

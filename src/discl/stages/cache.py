@@ -4,7 +4,10 @@ a later stage reuses one only when those settings (and its training data) are un
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+
+from ..swap import recover, replace_folder, staging_dir  # noqa: F401 - recover and staging_dir are used via cache.*
 
 
 def settings_path(folder: Path) -> Path:
@@ -19,3 +22,12 @@ def is_current(folder: Path, settings: dict) -> bool:
 def mark_current(folder: Path, settings: dict) -> None:
     Path(folder).mkdir(parents=True, exist_ok=True)
     settings_path(folder).write_text(json.dumps(settings, indent=2, sort_keys=True))
+
+
+def save_beside(folder: Path, write: Callable[[Path], None], settings: dict, new: Path | None = None) -> None:
+    """Write a model into a new folder beside ``folder`` (``new``, default a fresh staging folder), mark it
+    current and swap it in only when complete: until then the old model (if any) stays whole."""
+    new = new or staging_dir(folder)
+    write(new)
+    mark_current(new, settings)
+    replace_folder(new, folder)

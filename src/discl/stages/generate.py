@@ -12,8 +12,9 @@ import math
 from dataclasses import asdict
 
 import pandas as pd
+from PIL import Image
 
-from ..config import RunConfig, _build
+from ..config import RunConfig, config_from_dict
 from ..data import foundation_rows, load_dataset_tables, load_split
 from ..generation.base import Generator
 from ..generation.factory import create_generator, generator_name
@@ -22,7 +23,9 @@ from ..generation.plan import plan_spectrum
 from ..generation.runner import run_plan
 from ..generation.shards import parse_shard, select_shard
 from ..generation.sources import SourceImages
-from ..generation.store import PartStore, done_rows
+from ..generation.settings import changes, digest, planned_size, read_record, write_record
+from ..generation.store import PartStore, current, done_rows, stale
+from ..lock import RunLock
 from ..prompts import PromptBank, demo_text_warning
 from ..rundir import RunDir
 from ..tables import read_table, write_table
@@ -37,30 +40,67 @@ def generator_dir(run: RunDir):
     return run.models / "generator"
 
 
+def _generator_settings(run: RunDir, cfg: RunConfig) -> dict:
+    """What the demo's pixel-diffusion model is trained with (its cache key)."""
+    g = cfg.generate
+    dataset, _ = load_dataset_tables(run)
+    train_keys = ("sample_size", "channels", "train_steps", "train_batch_size", "train_lr", "train_seed")
+    return {k: asdict(g)[k] for k in train_keys} | {"image_size": cfg.data.image_size, "data": fingerprint(foundation_rows(dataset)["sample_id"])}
+
+
 def ensure_generator(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True) -> Generator:
     """The configured generator; the demo's pixel-diffusion model is trained on the foundation pool first
-    and cached in models/generator."""
+    and cached in models/generator (a retrained model replaces the old one only once it is saved whole)."""
     g = cfg.generate
-    if g.backend not in GENERATORS:
-        raise ValueError(f"unknown generator backend {g.backend!r}; known: {list(GENERATORS)}")
     if g.backend == "diffusers":
         return create_generator(g)
+    settings = _generator_settings(run, cfg)
+    folder = generator_dir(run)
+    cache.recover(folder)
+    if not cache.is_current(folder, settings):
+        # Shards started together train it once: the others wait, then load it.
+        with RunLock(run.root, "model-generator").acquire(wait=True, on_wait=lambda who: echo(f"waiting for {who} to train the generator")):
+            if not cache.is_current(folder, settings):
+                return _train_generator(run, cfg, settings, echo, progress)
+    return PixelDiffusionGenerator.load(folder, g.inference_steps)
+
+
+def _train_generator(run: RunDir, cfg: RunConfig, settings: dict, echo, progress: bool) -> Generator:
+    g = cfg.generate
     dataset, classes = load_dataset_tables(run)
     pool = foundation_rows(dataset)
-    train_keys = ("sample_size", "channels", "train_steps", "train_batch_size", "train_lr", "train_seed")
-    settings = {k: asdict(g)[k] for k in train_keys} | {"image_size": cfg.data.image_size, "data": fingerprint(pool["sample_id"])}
-    folder = generator_dir(run)
-    if cache.is_current(folder, settings):
-        return PixelDiffusionGenerator.load(folder, g.inference_steps)
     echo(f"training the generator on {len(pool)} images ({g.train_steps} steps)")
     images, labels = load_split(run, pool, cfg.data.image_size)
     spec = PixelDiffusionSpec(num_classes=len(classes), sample_size=g.sample_size, channels=g.channels)
     generator = train_pixel_diffusion(
         images, labels, spec, g.train_steps, g.train_batch_size, g.train_lr, g.train_seed, inference_steps=g.inference_steps, progress=progress
     )
-    generator.save(folder)
-    cache.mark_current(folder, settings)
+    cache.save_beside(generator_dir(run), generator.save, settings)
     return generator
+
+
+def image_settings(run: RunDir, cfg: RunConfig) -> dict:
+    """The settings every image depends on besides its own row (source, strength, seed), by config key;
+    their digest goes into each image's fingerprint."""
+    g = cfg.generate
+    keys = ["backend", "inference_steps", "text_guidance", "prompt_template", "prompt_file"]
+    if g.backend == "pixel-diffusion":
+        keys += ["sample_size", "channels", "train_steps", "train_batch_size", "train_lr", "train_seed"]
+    else:
+        keys += ["model", "dtype", "scheduler", "negative_prompt", "aesthetic_score", "negative_aesthetic_score"]
+    if g.regenerate:
+        keys += ["regenerate", "regenerate_threshold", "regenerate_tries"]
+    settings = {f"generate.{k}": getattr(g, k) for k in keys}
+    settings |= {"generate.resize": g.resize} if g.resize else {"generate.source_size": g.source_size}
+    if not g.resize and g.source_size == "square":
+        settings["data.image_size"] = cfg.data.image_size
+    if g.backend == "pixel-diffusion":
+        settings["generator training images"] = _generator_settings(run, cfg)["data"]
+    if g.regenerate:
+        from .score import scorer_key
+
+        settings |= {"score.caption_template": cfg.score.caption_template, "scorer": scorer_key(run, cfg)}
+    return settings
 
 
 def prompt_bank(cfg: RunConfig) -> PromptBank:
@@ -83,7 +123,7 @@ def make_refiner(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True)
 
 def make_worker(run: RunDir, config: dict):
     """(generator, refine) from a plain config dict: what each Ray actor builds once."""
-    cfg = _build(RunConfig, config, "")
+    cfg = config_from_dict(config)
     return ensure_generator(run, cfg, progress=False), make_refiner(run, cfg, progress=False)
 
 
@@ -141,27 +181,47 @@ def describe_work(cfg: RunConfig, hard: pd.DataFrame, plan: pd.DataFrame, mine: 
     return "\n".join(lines)
 
 
+def _say_what_is_remade(echo, run: RunDir, mine: pd.DataFrame, committed: pd.DataFrame, done: pd.DataFrame, settings: dict,
+                        dry_run: bool = False) -> None:
+    again = "a run makes them again" if dry_run else "they are made again"
+    old = stale(mine, committed)
+    if len(old):
+        what = ", ".join(changes((read_record(run) or {}).get("settings"), settings)) or "their prompts or settings differ"
+        echo(f"generate: {len(old)} images were made with other settings ({what}); {again}")
+    made = set(current(mine, committed)["synthetic_id"])
+    broken = sorted(made - set(done["synthetic_id"]))
+    if broken:
+        path = mine.set_index("synthetic_id").loc[broken[0], "path"]
+        echo(f"generate: {len(broken)} images are missing or not whole PNGs at the planned size (e.g. {path}); {again}")
+
+
 def run_generate(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True, dry_run: bool = False,
                  shard: str | None = None) -> pd.DataFrame:
     g = cfg.generate
     if g.engine not in ENGINES:
         raise ValueError(f"generate.engine must be one of {list(ENGINES)}, got {g.engine!r}")
-    # 1. the plan
+    # 1. the plan, each image with the fingerprint of what decides it
     hard = read_table(run.hard, "hard")
     if hard.empty:
         raise ValueError(f"{run.hard} lists no hard sample: nothing to generate")
-    size = source_size(cfg)  # checks the settings before any work
+    source = source_size(cfg)  # checks the settings before any work
     if g.backend == "diffusers" and (warning := demo_text_warning("generate.prompt_template", g.prompt_template, cfg.data.name)):
         echo(warning)
-    plan = plan_spectrum(hard, g.strengths, g.seeds, g.text_guidance, prompt_bank(cfg), generator_name(g))
-    # 2. this shard's pending rows
+    settings = image_settings(run, cfg)
+    plan = plan_spectrum(hard, g.strengths, g.seeds, g.text_guidance, prompt_bank(cfg), generator_name(g), digest(settings))
+    # 2. this shard's pending rows: not committed, made with other settings, or whose image is not whole
     index, count = parse_shard(shard)
     mine = select_shard(plan, index, count)
     store = PartStore(run, "all" if count == 1 else f"shard-{index}-of-{count}")
     store.compact()
-    todo = mine[~mine["synthetic_id"].isin(done_rows(run, mine, store.rows())["synthetic_id"])]
+    committed = store.rows()
+    # The size every image of these settings has (None: not known yet, or sources at their native sizes).
+    size = planned_size(run, settings) if source is not None else None
+    done = done_rows(run, mine, committed, size)
+    todo = mine[~mine["synthetic_id"].isin(done["synthetic_id"])]
+    _say_what_is_remade(echo, run, mine, committed, done, settings, dry_run)
     if dry_run:
-        sizes = SourceImages({sid: run.resolve(p) for sid, p in zip(hard["sample_id"], hard["path"])}, size) if size is None else None
+        sizes = SourceImages({sid: run.resolve(p) for sid, p in zip(hard["sample_id"], hard["path"])}, source) if source is None else None
         echo(describe_work(cfg, hard, plan, mine, todo, (index, count), sizes.size_of if sizes else None))
         return todo
     # 3. make them (a temp file left by a killed write is this shard's own: remove it)
@@ -169,6 +229,7 @@ def run_generate(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True,
         target = run.resolve(path)
         target.with_name(f".{target.name}.tmp").unlink(missing_ok=True)
     if len(todo):
+        write_record(run, settings, size)
         paths = {sid: run.resolve(p) for sid, p in zip(hard["sample_id"], hard["path"])}
         if g.engine == "ray":
             from ..generation.engine_ray import run_plan_ray
@@ -177,15 +238,19 @@ def run_generate(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True,
                 ensure_generator(run, cfg, echo, progress)  # trained once here, loaded by each actor
             if g.regenerate:
                 make_refiner(run, cfg, echo, progress)  # likewise for the scorer
-            run_plan_ray(run, todo, asdict(cfg), {k: str(v) for k, v in paths.items()}, size, store, g.batch_size,
+            run_plan_ray(run, todo, asdict(cfg), {k: str(v) for k, v in paths.items()}, source, store, g.batch_size,
                          g.ray_workers, g.ray_gpus_per_worker, g.ray_address, progress)
         else:
             generator = ensure_generator(run, cfg, echo, progress)
-            sources = SourceImages(paths, size, multiple=getattr(generator, "multiple", 1))  # the VAE's multiple (diffusers)
-            run_plan(run, todo, generator, sources, g.batch_size, progress, store, make_refiner(run, cfg, echo, progress))
+            sources = SourceImages(paths, source, multiple=getattr(generator, "multiple", 1))  # the VAE's multiple (diffusers)
+            run_plan(run, todo, generator, sources, g.batch_size, progress, store, make_refiner(run, cfg, echo, progress), size=size)
         store.compact()
+        if size is None and source is not None:  # the size these settings make, checked on every later resume
+            with Image.open(run.resolve(todo["path"].iloc[0])) as first:
+                size = first.size
+            write_record(run, settings, size)
     # 4. the table, once the whole plan is done
-    done = done_rows(run, plan, store.rows())
+    done = done_rows(run, plan, store.rows(), size)
     if len(done) < len(plan):
         echo(f"generate: shard {index}/{count} done ({len(todo)} new); {len(done)} of {len(plan)} images of the whole plan "
              f"are done; synthetic.parquet is written when all shards have run")
@@ -195,4 +260,8 @@ def run_generate(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True,
     write_imagefolder_metadata(run, table)
     table = read_table(run.synthetic, "synthetic")
     echo(f"generate: {len(table)} synthetic images for {len(hard)} hard samples ({len(todo)} new, {len(mine) - len(todo)} already there)")
+    from .score import scores_match
+
+    if run.scores.exists() and not scores_match(run, table):
+        echo(f"generate: {run.scores.name} scores other synthetic images than these; run `discl score {run.root}`")
     return table

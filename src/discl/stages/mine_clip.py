@@ -39,14 +39,15 @@ def zero_shot(image_vectors: np.ndarray, text_vectors: np.ndarray, scale: float 
 def clip_predictions(run: RunDir, cfg: RunConfig, rows: pd.DataFrame, classes: pd.DataFrame, echo=print,
                      progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """(predicted label, p(true class)) of the zero-shot CLIP for each of ``rows``."""
-    from .score import _image_size, captions_for, embeddings_dir, ensure_scorer, scorer_key
+    from .score import _image_size, captions_for, embeddings_dir, ensure_scorer, scorer_key, scorer_settings
 
     order = classes.sort_values("label")
     labels = order["label"].astype(int).to_numpy()
     captions = captions_for(order, cfg.score.caption_template)
     texts = [captions[int(y)] for y in labels]
     ids = rows["sample_id"].astype(str).tolist()
-    store = EmbeddingStore(embeddings_dir(run) / "clip", scorer_key(run, cfg), echo)
+    # The score stage's store: a new scorer's vectors stay beside the old ones until `discl score` completes them.
+    store = EmbeddingStore(embeddings_dir(run) / "clip", scorer_key(run, cfg), echo, scorer=scorer_settings(run, cfg))
     todo_images, todo_texts = store.missing("source", ids), store.missing("text", texts)
     if todo_images or todo_texts:
         scorer = ensure_scorer(run, cfg, echo, progress)

@@ -22,6 +22,12 @@ def run_prepare(run: RunDir, cfg: RunConfig, echo=print) -> None:
              + ", ".join(f"{name!r} (labels {labels})" for name, labels in list(shared.items())[:5])
              + "; prompt files keyed by name apply to all of them (data.class_names can rename them)")
     echo("buckets: " + ", ".join(f"{b} {n}" for b, n in classes["bucket"].value_counts().sort_index().items()))
+    untrainable = classes[classes["train_count"] == 0]
+    if len(untrainable):
+        images = dataset.groupby("label").size()
+        names = ", ".join(f"{n!r} ({images[y]} image{'s' if images[y] != 1 else ''})" for y, n in zip(untrainable["label"], untrainable["class_name"]))
+        echo(f"warning: {len(untrainable)} classes have no training image, so no model can learn them: {names}; "
+             "a class needs at least 2 images (one stays for training), or give it a train split")
     if len(skipped):
         echo(f"skipped {len(skipped)} files (listed in {run.skipped}):")
         for row in skipped.head(10).itertuples():

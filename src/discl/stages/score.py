@@ -25,7 +25,10 @@ from ..scoring.filters import apply_filters, filters_from_config
 from ..scoring.loading import read_image_chunks
 from ..scoring.summary import score_summary
 from ..scoring.tiny_clip import create_tiny_clip, load_tiny_clip, save_tiny_clip, tiny_clip_config, train_tiny_clip
-from ..tables import read_table, write_table
+from ..generation.settings import changes
+from ..generation.store import embedding_ids, synthetic_digest
+from ..lock import RunLock
+from ..tables import read_table, table_meta, write_table
 from . import cache
 from .common import fingerprint
 
@@ -57,6 +60,17 @@ def _tiny_settings(run: RunDir, cfg: RunConfig) -> dict:
     return {k: asdict(s)[k] for k in train_keys} | {"image_size": cfg.data.image_size, "data": fingerprint(foundation_rows(dataset)["sample_id"])}
 
 
+def scorer_settings(run: RunDir, cfg: RunConfig) -> dict:
+    """What decides the scorer's vectors, by config key (so a change can be named)."""
+    s = cfg.score
+    out = {"score.backend": s.backend, "score.precision": s.precision, "score.image_size": s.image_size}
+    if s.backend == "tiny-clip":
+        tiny = _tiny_settings(run, cfg)
+        return out | {f"score.{k}": tiny[k] for k in ("caption_template", "train_steps", "train_batch_size", "train_lr", "train_seed")} | {
+            "data.image_size": cfg.data.image_size, "clip training images": tiny["data"]}
+    return out | {"score.model": s.model, "score.pretrained": s.pretrained}
+
+
 def scorer_key(run: RunDir, cfg: RunConfig) -> str:
     """What identifies the scorer's vectors; stored embeddings are reused only under the same key."""
     s = cfg.score
@@ -69,7 +83,8 @@ def scorer_key(run: RunDir, cfg: RunConfig) -> str:
 
 
 def ensure_scorer(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True) -> Scorer:
-    """The configured scorer. tiny-clip: trained on the foundation pool, cached in models/clip."""
+    """The configured scorer. tiny-clip: trained on the foundation pool, cached in models/clip (a retrained
+    model replaces the old one only once it is saved whole)."""
     s = cfg.score
     if s.backend not in SCORERS:
         raise ValueError(f"unknown scorer backend {s.backend!r}; known: {list(SCORERS)}")
@@ -79,18 +94,26 @@ def ensure_scorer(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True
         return create_scorer(s.model, s.pretrained, s.backend, s.batch_size, s.device, s.precision)
     settings = _tiny_settings(run, cfg)
     folder = scorer_dir(run)
-    if cache.is_current(folder, settings):
-        return load_tiny_clip(folder)
+    cache.recover(folder)
+    if not cache.is_current(folder, settings):
+        with RunLock(run.root, "model-clip").acquire(wait=True, on_wait=lambda who: echo(f"waiting for {who} to train the CLIP scorer")):
+            if not cache.is_current(folder, settings):
+                return _train_tiny_clip(run, cfg, settings, echo, progress)
+    return load_tiny_clip(folder)
+
+
+def _train_tiny_clip(run: RunDir, cfg: RunConfig, settings: dict, echo, progress: bool) -> Scorer:
+    s = cfg.score
     dataset, classes = load_dataset_tables(run)
     pool = foundation_rows(dataset)
     echo(f"training the CLIP scorer on {len(pool)} images ({s.train_steps} steps)")
     images, labels = load_split(run, pool, cfg.data.image_size)
     captions = captions_for(classes, s.caption_template)
-    scorer = create_tiny_clip(tiny_clip_config(cfg.data.image_size), folder, s.train_seed)
+    new = cache.staging_dir(scorer_dir(run))  # built beside the old model, which stays until this one is saved
+    scorer = create_tiny_clip(tiny_clip_config(cfg.data.image_size), new, s.train_seed)
     scorer.batch_size = s.batch_size
     train_tiny_clip(scorer, images, [captions[int(y)] for y in labels], s.train_steps, s.train_batch_size, s.train_lr, s.train_seed, progress)
-    save_tiny_clip(scorer, folder)
-    cache.mark_current(folder, settings)
+    cache.save_beside(scorer_dir(run), lambda folder: save_tiny_clip(scorer, folder), settings, new=new)
     return scorer
 
 
@@ -103,6 +126,12 @@ def check_inputs(run: RunDir, synthetic: pd.DataFrame, hard: pd.DataFrame, class
     if orphan.any():
         row = synthetic[orphan].iloc[0]
         raise ValueError(f"{run.synthetic}: synthetic image {row.synthetic_id!r} comes from source {row.source_id!r}, which is not in {run.hard}")
+
+
+def scores_match(run: RunDir, synthetic: pd.DataFrame) -> bool:
+    """Whether scores.parquet was computed from these synthetic images (True when it does not say)."""
+    recorded = table_meta(run.scores).get("synthetic")
+    return recorded is None or recorded == synthetic_digest(synthetic)
 
 
 def texts_for(synthetic: pd.DataFrame, classes: pd.DataFrame, cfg: RunConfig) -> list[str]:
@@ -126,14 +155,14 @@ def embed_missing(run: RunDir, cfg: RunConfig, store: EmbeddingStore, sources: p
     todo = {
         "source": store.missing("source", sources["sample_id"].tolist()),
         "text": store.missing("text", texts),
-        "synthetic": store.missing("synthetic", synthetic["synthetic_id"].tolist()),
+        "synthetic": store.missing("synthetic", embedding_ids(synthetic)),
     }
     if not any(todo.values()):
         return
     if rescore:
         counts = ", ".join(f"{len(v)} {k}" for k, v in todo.items() if v)
         raise ValueError(f"--rescore needs saved embeddings, but {counts} embeddings are missing in {store.folder}; run `discl score` without --rescore")
-    path_of = dict(zip(synthetic["synthetic_id"], synthetic["path"]))
+    path_of = dict(zip(embedding_ids(synthetic), synthetic["path"]))
     missing = run.missing_files([path_of[i] for i in todo["synthetic"]])
     if missing:
         raise FileNotFoundError(f"{len(missing)} synthetic images listed in {run.synthetic} are missing, e.g. {missing[0]}; rerun `discl generate`")
@@ -161,23 +190,26 @@ def base_predictions(run: RunDir, cfg: RunConfig, synthetic: pd.DataFrame, resco
 
     key = load_judge(run, cfg, load=False).key
     store = EmbeddingStore(embeddings_dir(run) / "base", key, echo=lambda *_: None)
-    todo = store.missing("synthetic", synthetic["synthetic_id"].tolist())
+    ids = embedding_ids(synthetic)
+    todo = store.missing("synthetic", ids)
     if todo and rescore:
-        raise ValueError(f"--rescore needs saved base-model predictions, but {len(todo)} are missing; run `discl score` without --rescore")
+        other = " (the saved ones are from another base model)" if store.holds_other_scorer else ""
+        raise ValueError(f"--rescore needs saved base-model predictions, but {len(todo)} are missing{other}; run `discl score` without --rescore")
     if todo:
         judge = load_judge(run, cfg)
-        path_of = dict(zip(synthetic["synthetic_id"], synthetic["path"]))
+        path_of = dict(zip(ids, synthetic["path"]))
         bar = tqdm(total=len(todo), desc="base model", disable=not progress, leave=False)
         for start, images in read_image_chunks(run.resolve_all([path_of[k] for k in todo]), judge.image_size, CHUNK):
             chunk = todo[start : start + CHUNK]
             store.add("synthetic", chunk, judge.predict_proba(images).numpy())
             bar.update(len(chunk))
         bar.close()
-    return store.lookup("synthetic", synthetic["synthetic_id"].tolist())
+    store.commit()
+    return store.lookup("synthetic", ids)
 
 
 def similarity_frame(synthetic: pd.DataFrame, store: EmbeddingStore, texts: list[str]) -> pd.DataFrame:
-    images = store.lookup("synthetic", synthetic["synthetic_id"].tolist())
+    images = store.lookup("synthetic", embedding_ids(synthetic) if "fingerprint" in synthetic else synthetic["synthetic_id"].tolist())
     out = synthetic[["synthetic_id", "source_id", "label", "image_guidance"]].reset_index(drop=True)
     out["text_sim"] = np.einsum("nd,nd->n", images, store.lookup("text", texts)).astype(np.float32)
     out["image_sim"] = np.einsum("nd,nd->n", images, store.lookup("source", synthetic["source_id"].tolist())).astype(np.float32)
@@ -199,9 +231,16 @@ def run_score(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True, re
     texts = texts_for(synthetic, classes, cfg)
     sources = hard[hard["sample_id"].isin(set(synthetic["source_id"]))].drop_duplicates("sample_id")
 
-    # 2. Embed what is not saved yet (nothing on --rescore), then similarities from the saved vectors.
-    store = EmbeddingStore(embeddings_dir(run) / "clip", scorer_key(run, cfg), echo)
+    # 2. Embed what is not saved yet (nothing on --rescore), then similarities from the saved vectors; a new
+    #    scorer's vectors replace the old scorer's only once all are there.
+    settings = scorer_settings(run, cfg)
+    store = EmbeddingStore(embeddings_dir(run) / "clip", scorer_key(run, cfg), echo, scorer=settings)
+    if rescore and store.holds_other_scorer:
+        changed = ", ".join(changes(store.saved_scorer, settings)) or "the scorer settings differ"
+        raise ValueError(f"--rescore: the embeddings in {store.folder} come from another scorer ({changed}); run `discl score` "
+                         "without --rescore to embed with this one (the saved embeddings stay until the new ones are complete)")
     embed_missing(run, cfg, store, sources, synthetic, texts, rescore, echo, progress)
+    store.commit()
     scores = similarity_frame(synthetic, store, texts)
 
     # 3. Base-model predictions, only when the confidence filter asks for them.
@@ -217,7 +256,7 @@ def run_score(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True, re
 
     # 4. Filters, the scores table and the summary per class and level.
     scores = apply_filters(scores, rules, cap)
-    write_table(scores, run.scores, "scores")
+    write_table(scores, run.scores, "scores", meta={"synthetic": synthetic_digest(synthetic), "scorer": settings})
     summary = score_summary(scores, dict(zip(classes["label"].astype(int), classes["class_name"])))
     write_table(summary, summary_path(run), "score_summary")
     echo(f"score: kept {int(scores['kept'].sum())} of {len(scores)} synthetic images "

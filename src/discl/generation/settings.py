@@ -1,0 +1,51 @@
+"""The settings a run's images were made with, recorded beside the committed rows
+(``synthetic.parts/settings.json``), so a rerun with other settings can name what changed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from ..rundir import RunDir
+from .store import parts_root
+
+
+def digest(settings: dict) -> str:
+    return hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def record_path(run: RunDir) -> Path:
+    return parts_root(run) / "settings.json"
+
+
+def read_record(run: RunDir) -> dict | None:
+    """``{"digest", "settings", "size"}`` of the last run that made images, or None."""
+    try:
+        return json.loads(record_path(run).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def write_record(run: RunDir, settings: dict, size: tuple[int, int] | None = None) -> None:
+    path = record_path(run)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"digest": digest(settings), "settings": settings, "size": list(size) if size else None}, indent=2))
+    os.replace(tmp, path)
+
+
+def planned_size(run: RunDir, settings: dict) -> tuple[int, int] | None:
+    """(width, height) of the images these settings make, once one of them has been made."""
+    record = read_record(run)
+    if record and record.get("digest") == digest(settings) and record.get("size"):
+        return tuple(record["size"])
+    return None
+
+
+def changes(old: dict | None, new: dict) -> list[str]:
+    """``["generate.text_guidance 2.0 -> 7.5", ...]``: the keys whose values differ."""
+    if not old:
+        return []
+    return [f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
