@@ -357,11 +357,20 @@ class CurriculumConfig:
     cuda_threshold: Fraction = 0.6
     cuda_max_strength: Positive = 10
     cuda_probe_per_class: Positive = 32
-    # ImageNet-LT recipe: keep non_tail_ratio of the non-tail real images each epoch and sample tail
+    # ImageNet-LT recipe: each epoch keeps non_tail_ratio of the non-tail real images and samples tail
     # images (real few-bucket images + the stage's synthetic images) to tail_fraction of the epoch.
-    tail_sampling: Flag = False
+    # "none": plain epochs; "curricula": every method that trains on synthetic images; "all": every
+    # method, the real-only baseline too (what the reference's training script does).
+    tail_sampling: Literal["none", "curricula", "all"] = "none"
+    # "reference": every real tail image once, synthetic fill without replacement unless too few, real
+    # tail with replacement after the curriculum; "replacement": the whole tail share with replacement.
+    tail_rule: Literal["reference", "replacement"] = "reference"
     non_tail_ratio: Fraction = 0.3
     tail_fraction: Annotated[float, Strict(), Field(ge=0, lt=1)] = 0.136
+    # Real rows in a curriculum stage: "all" (the reference's ImageNet-LT trainer) or "non-hard" (the
+    # paper's description: synthetic images mixed with the real images of the non-hard samples; the hard
+    # samples' own real images come back at level 100 and after the curriculum).
+    stage_real: Literal["all", "non-hard"] = "all"
 
 
 @section
@@ -372,6 +381,9 @@ class FlypConfig:
     model: Name = "demo"
     pretrained: Name | None = None  # open_clip pretrained tag or a local weights file
     templates: Annotated[list[TemplateName], NonEmpty] = field(default_factory=lambda: ["a photo of the digit {name}"])
+    # True: each image is listed once per template in every epoch (the reference); False: once, its
+    # caption's template chosen by its place in the epoch's shuffled order.
+    rows_per_template: Flag = True
     wise_alpha: Fraction | None = None  # WiSE-FT: weights = (1 - a) * zero-shot + a * fine-tuned
 
 
@@ -388,6 +400,10 @@ class TrainConfig(TrainRuntime):
     task: Literal["classifier", "flyp"] = "classifier"  # "classifier" (timm) or "flyp" (open_clip)
     flyp: FlypConfig = field(default_factory=FlypConfig)
     resume: Flag = True  # continue from train/<method>/checkpoint.safetensors when its settings match
+    # Which epoch's weights are saved: "final"; "best-val": the epoch most accurate on the validation
+    # split; "best-test": on the test split (what the reference's ImageNet-LT script reports: it
+    # chooses on test, so its figure is optimistic; offered only to reproduce it).
+    select: Literal["final", "best-val", "best-test"] = "final"
 
     @model_validator(mode="after")
     def _check(self):

@@ -125,6 +125,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("train_loss", pa.float32()),
             ("train_acc", pa.float32()),
             ("val_acc", pa.float32()),  # NaN on epochs without a validation pass (train.eval_every)
+            ("select_acc", pa.float32()),  # accuracy on the train.select rows; NaN when train.select = final
             ("seconds", pa.float32()),
         ]
     ),
@@ -189,7 +190,7 @@ SCHEMAS: dict[str, pa.Schema] = {
 META_KEY = b"discl"
 
 #: Columns added after a table's first release, and the value rows written before them get.
-LATER_COLUMNS: dict[str, dict[str, object]] = {"synthetic": {"fingerprint": ""}}
+LATER_COLUMNS: dict[str, dict[str, object]] = {"synthetic": {"fingerprint": ""}, "train_log": {"select_acc": float("nan")}}
 
 
 #: Value ranges checked on read (NaN stands for "not computed" and passes): a table that breaks one is

@@ -70,6 +70,8 @@ class TrainInputs:
     train_rows: pd.DataFrame
     val_rows: pd.DataFrame
     synthetic: pd.DataFrame | None
+    test_rows: pd.DataFrame | None = None  # only for train.select = "best-test"
+    hard_ids: set[str] | None = None  # only for train.curriculum.stage_real = "non-hard"
 
     @property
     def class_counts(self) -> torch.Tensor:
@@ -91,7 +93,24 @@ def load_inputs(run: RunDir, cfg: RunConfig, methods: list[str], echo=print) -> 
         missing = [lv for lv in cfg.train.levels if lv != 100 and lv not in present]
         if missing:
             echo(f"warning: no kept synthetic image at levels {missing}; those stages train on real data only")
-    return TrainInputs(classes, train_rows, val_rows, synthetic)
+    if cfg.train.select == "best-val" and val_rows.empty:
+        raise ValueError("train.select = best-val needs a validation split, and this dataset has none")
+    test_rows = dataset[dataset["split"] == "test"].reset_index(drop=True) if cfg.train.select == "best-test" else None
+    if test_rows is not None and test_rows.empty:
+        raise ValueError("train.select = best-test needs a test split, and this dataset has none")
+    hard_ids = None
+    if cfg.train.curriculum.stage_real == "non-hard" and synthetic is not None:
+        hard = read_table(run.hard, "hard") if run.hard.exists() else None
+        hard_ids = set(hard["sample_id"]) if hard is not None else set(synthetic["source_id"])
+    return TrainInputs(classes, train_rows, val_rows, synthetic, test_rows, hard_ids)
+
+
+def tail_sampling(cfg: RunConfig, method: str) -> TailSampling | None:
+    """The epoch sampler of a method: tail sampling where train.curriculum.tail_sampling asks for it."""
+    c = cfg.train.curriculum
+    if c.tail_sampling == "none" or (c.tail_sampling == "curricula" and not uses_synthetic(method)):
+        return None
+    return TailSampling(c.non_tail_ratio, c.tail_fraction, c.tail_rule)
 
 
 def make_task(run: RunDir, cfg: RunConfig, inputs: TrainInputs):
@@ -132,7 +151,10 @@ def build_method_data(run: RunDir, cfg: RunConfig, method: str, inputs: TrainInp
     synthetic = inputs.synthetic if uses_synthetic(method) else None
     if synthetic is not None:
         synthetic = synthetic[~synthetic["source_id"].isin(held)]
-    pool = RowPool(run, real, synthetic, inputs.val_rows, inputs.few_labels, extra)
+    hard_real = None
+    if inputs.hard_ids is not None and synthetic is not None:
+        hard_real = real["sample_id"].isin(inputs.hard_ids).to_numpy()
+    pool = RowPool(run, real, synthetic, inputs.val_rows, inputs.few_labels, extra, inputs.test_rows, hard_real)
     if extra is not None:
         validation = CurriculumValidation(pool.extra, extra["label"].to_numpy(), extra["image_guidance"].to_numpy(),
                                           list(extra["source_id"]))
@@ -150,14 +172,20 @@ def train_method(run: RunDir, cfg: RunConfig, method: str, inputs: TrainInputs, 
                                    seed=t.classifier.seed)
     task = make_task(run, cfg, inputs)
     zero_shot = {k: v.clone() for k, v in task.module.state_dict().items()} if t.task == "flyp" and t.flyp.wise_alpha is not None else None
-    sampling = TailSampling(t.curriculum.non_tail_ratio, t.curriculum.tail_fraction) if t.curriculum.tail_sampling else None
+    sampling = tail_sampling(cfg, method)
     settings = method_settings(cfg, method, inputs.train_rows) | {"held_out": exclude}
-    data = TrainData(pool.rows, pool, pool.val, len(inputs.classes))
+    variants = len(t.flyp.templates) if t.task == "flyp" and t.flyp.rows_per_template else 1
+    select = {"final": None, "best-val": pool.val, "best-test": pool.test}[t.select]
+    data = TrainData(pool.rows, pool, pool.val, len(inputs.classes), variants_per_row=variants, select=select)
     log = train_with_curriculum(task, t.classifier, t, curriculum, data, method, progress, sampling=sampling,
                                 out_dir=out_dir, settings=settings, resume=t.resume, stop_after=stop_after, echo=echo)
     if len(log) < t.classifier.epochs or not ddp.is_main():
         return log, task
     extra = {"method": method, "train": asdict(t), "held_out_sources": exclude, "settings": settings}
+    if t.select != "final":
+        scores = [row.get("select_acc", float("nan")) for row in log]
+        best = max(range(len(scores)), key=lambda i: (scores[i], -i))  # the first epoch of the best accuracy
+        extra["selected"] = {"rows": t.select.removeprefix("best-"), "epoch": best + 1, "accuracy": scores[best]}
     if t.task == "flyp":
         from ..training.flyp import save_flyp, wise_ft
 
