@@ -23,8 +23,23 @@ def _options(fn):
              "value as written). Repeatable.",
     )(fn)
     fn = click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
-                      help="YAML config file (see docs/config.md); applied over the run directory's config.yaml.")(fn)
+                      help="YAML config file (see docs/config.md); applied over the run directory's config.yaml "
+                           "and the recipe.")(fn)
+    fn = click.option("--recipe", metavar="NAME", expose_value=False, callback=_keep_recipe,
+                      help="One of the paper's recipes shipped with discl (`discl recipes` lists them), applied over "
+                           "the run directory's config.yaml; --config and --set still override it.")(fn)
     return fn
+
+
+def _keep_recipe(ctx, _param, value):
+    """--recipe reaches load_config through the context, so every stage takes it without a new argument."""
+    ctx.meta["discl.recipe"] = value
+    return value
+
+
+def _recipe() -> str | None:
+    ctx = click.get_current_context(silent=True)
+    return ctx.meta.get("discl.recipe") if ctx is not None else None
 
 
 def _is_main_process() -> bool:
@@ -59,7 +74,7 @@ def _session(run_dir: Path, config_file, overrides, lock: str, creates: bool = F
     base of later runs."""
     run = RunDir(run_dir)
     _check_run_dir(run, creates)
-    cfg = load_config(run.root if run.root.is_dir() else None, config_file, overrides)
+    cfg = load_config(run.root if run.root.is_dir() else None, config_file, overrides, _recipe())
     if not _is_main_process():
         yield run, cfg
         return
@@ -287,8 +302,26 @@ def demo(run_dir, config_file, overrides, no_progress):
         run_dir = Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
     if Path(run_dir).exists() and any(Path(run_dir).iterdir()):
         raise click.UsageError(f"{run_dir} is not empty; the demo writes into a fresh run directory")
-    cfg = load_config(None, config_file, overrides)
+    cfg = load_config(None, config_file, overrides, _recipe())
     run_demo(RunDir(run_dir), cfg, click.echo, not no_progress)
+
+
+@main.command("recipes")
+@click.argument("name", required=False)
+def recipes(name):
+    """List the paper's recipes shipped with discl, or print one (a config file: use it with --recipe NAME)."""
+    from .recipes import recipe_names, recipe_text
+
+    if name is None:
+        for known in recipe_names():
+            first = recipe_text(known).splitlines()[0].lstrip("# ")
+            click.echo(f"{known}: {first}")
+        click.echo("Use one with `discl prepare RUN --recipe NAME --set data.root=...`; every value is in docs/recipes.md.")
+        return
+    from .recipes import recipe_path
+
+    recipe_path(name)  # a clear error for an unknown name
+    click.echo(recipe_text(name), nl=False)
 
 
 if __name__ == "__main__":

@@ -208,6 +208,9 @@ class MineConfig:
     # its file paths are resolved against hard_csv_root (default: the CSV's folder).
     hard_csv: Name | None = None
     hard_csv_root: Name | None = None
+    # False: with rules [few_shot] alone (which need no model) no base model is trained; later uses of
+    # the judge (score's ALIA filter, `discl quality`) then need mine.base_weights.
+    train_base: Flag = True
     # Classes whose images are never hard samples (by class name, class id or label id), whatever
     # the rules or the CSV say; the reference's iWildCam recipe excludes "empty".
     exclude_classes: Annotated[list[Name], Unique] = field(default_factory=list)
@@ -224,6 +227,8 @@ class GeneratorConfig:
     # "{name}" is the class name; with prompt_file (JSON: class name -> descriptions), one
     # description per (class, seed) fills "{description}", e.g. "a 8k real photo: {description}".
     prompt_template: TemplateDescription = "a photo of the digit {name}"
+    # A relative prompt_file is read from the run directory (where `discl prompts` writes prompts.json),
+    # else from the current directory.
     prompt_file: Name | None = None
     strengths: Annotated[list[PositiveFraction], NonEmpty, Unique] = field(default_factory=lambda: [round(0.1 * i, 1) for i in range(1, 11)])
     seeds: Annotated[list[Int], NonEmpty, Unique] = field(default_factory=lambda: [10, 20, 30, 40])
@@ -588,14 +593,24 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 
 def load_config(
-    run_dir: Path | None = None, config_file: Path | None = None, overrides: list[str] | tuple[str, ...] = ()
+    run_dir: Path | None = None, config_file: Path | None = None, overrides: list[str] | tuple[str, ...] = (),
+    recipe: str | None = None,
 ) -> RunConfig:
-    """Defaults, then RUN/config.yaml, then ``config_file``, then ``overrides``; validated as a whole."""
+    """Defaults, then RUN/config.yaml, then the shipped ``recipe``, then ``config_file``, then
+    ``overrides``; validated as a whole."""
     values = RunConfig().to_dict()
     origins: dict[str, str] = {}
     saved = Path(run_dir) / "config.yaml" if run_dir is not None else None
     if saved is not None and saved.exists():
         _merge(values, _read_yaml(saved), str(saved), origins)
+    if recipe is not None:
+        from .recipes import recipe_path
+
+        try:
+            path = recipe_path(recipe)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        _merge(values, _read_yaml(path), f"recipe {recipe}", origins)
     if config_file is not None:
         if not Path(config_file).exists():
             raise ConfigError(f"config file not found: {config_file}")

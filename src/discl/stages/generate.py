@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from dataclasses import asdict
 
 import pandas as pd
@@ -103,9 +104,19 @@ def image_settings(run: RunDir, cfg: RunConfig) -> dict:
     return settings
 
 
-def prompt_bank(cfg: RunConfig) -> PromptBank:
-    g = cfg.generate
-    return PromptBank.from_json(g.prompt_file, g.prompt_template) if g.prompt_file else PromptBank(g.prompt_template)
+def prompt_file(run: RunDir, cfg: RunConfig) -> Path | None:
+    """generate.prompt_file: a relative path is read from the run directory (where `discl prompts`
+    writes prompts.json), else from the current directory."""
+    name = cfg.generate.prompt_file
+    if not name:
+        return None
+    in_run = run.resolve(name)
+    return in_run if in_run.exists() or Path(name).is_absolute() or not Path(name).exists() else Path(name)
+
+
+def prompt_bank(run: RunDir, cfg: RunConfig) -> PromptBank:
+    path = prompt_file(run, cfg)
+    return PromptBank.from_json(path, cfg.generate.prompt_template) if path else PromptBank(cfg.generate.prompt_template)
 
 
 def make_refiner(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True):
@@ -118,7 +129,7 @@ def make_refiner(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True)
 
     _, classes = load_dataset_tables(run)
     scorer = ensure_scorer(run, cfg, echo, progress)
-    return Regenerator(scorer, prompt_bank(cfg), captions_for(classes, cfg.score.caption_template), g.regenerate_threshold, g.regenerate_tries)
+    return Regenerator(scorer, prompt_bank(run, cfg), captions_for(classes, cfg.score.caption_template), g.regenerate_threshold, g.regenerate_tries)
 
 
 def make_worker(run: RunDir, config: dict):
@@ -208,7 +219,7 @@ def run_generate(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True,
     if g.backend == "diffusers" and (warning := demo_text_warning("generate.prompt_template", g.prompt_template, cfg.data.name)):
         echo(warning)
     settings = image_settings(run, cfg)
-    plan = plan_spectrum(hard, g.strengths, g.seeds, g.text_guidance, prompt_bank(cfg), generator_name(g), digest(settings))
+    plan = plan_spectrum(hard, g.strengths, g.seeds, g.text_guidance, prompt_bank(run, cfg), generator_name(g), digest(settings))
     # 2. this shard's pending rows: not committed, made with other settings, or whose image is not whole
     index, count = parse_shard(shard)
     mine = select_shard(plan, index, count)

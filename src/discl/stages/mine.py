@@ -78,7 +78,8 @@ def load_judge(run: RunDir, cfg: RunConfig, load: bool = True) -> Judge:
         return load_timm_judge(m.base.model, Path(m.base_weights), len(classes), m.base_image_size, cfg.data.image_size)
     folder = base_model_dir(run)
     if not (folder / "model.json").exists():
-        raise FileNotFoundError(f"no base model in {folder}: run `discl mine` first (or set mine.base_weights)")
+        raise FileNotFoundError(f"no base model in {folder}: run `discl mine` first (it trains none with mine.train_base "
+                                "false and rules [few_shot]), or set mine.base_weights")
     settings = cache.settings_path(folder)
     key = hashlib.sha1(settings.read_bytes() if settings.exists() else b"untracked").hexdigest()[:16]
     if not load:
@@ -151,7 +152,12 @@ def run_mine(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True) -> 
     unknown = sorted(set(m.rules) - set(RULES))
     if unknown:
         raise ValueError(f"unknown mining rule {unknown[0]!r}; known: {list(RULES)}")
-    out = predictions(run, cfg, train_rows, progress)
+    if set(m.rules) == {"few_shot"} and not m.train_base and not m.base_weights:
+        # Hard = the few-shot classes' images: no model judges them.
+        out = Predictions(np.full(len(train_rows), -1, dtype=np.int64), np.full(len(train_rows), np.nan, dtype=np.float32),
+                          np.ones(len(train_rows), dtype=bool))
+    else:
+        out = predictions(run, cfg, train_rows, progress)
     if not out.decoded.all():
         bad = train_rows.loc[~out.decoded, "path"].tolist()
         echo(f"warning: mine: {len(bad)} training images could not be read and are not judged, e.g. {bad[0]}")
@@ -171,6 +177,6 @@ def run_mine(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True) -> 
     if hard.empty:
         echo("warning: no hard sample found; loosen mine.rules or mine.prob_threshold")
     write_table(hard, run.hard, "hard")
-    judged = f"out-of-fold, {m.folds} folds" if m.folds >= 2 else "in-sample"
+    judged = "no base model" if np.isnan(out.p_true).all() else f"out-of-fold, {m.folds} folds" if m.folds >= 2 else "in-sample"
     echo(f"mine: {len(hard)} hard samples of {len(table)} training images (rules {'+'.join(m.rules)}; {judged})")
     return hard

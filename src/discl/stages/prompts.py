@@ -104,6 +104,6 @@ def run_prompts(run: RunDir, cfg: RunConfig, echo=print, client: ChatClient | No
     bank = PromptBank(template, descriptions)
     for name in names[:3]:
         echo(f"  {name}: {bank.prompt(name, 10)}")
-    file_hint = f" --set generate.prompt_file={path}" if p.llm else ""
+    file_hint = f" --set generate.prompt_file={p.output}" if p.llm else ""  # read from the run directory
     echo(f"prompts: use them with: discl generate {run.root} --set generate.prompt_template='{template}'{file_hint}")
     return descriptions
