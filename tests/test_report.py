@@ -159,3 +159,24 @@ def test_scores_of_other_synthetic_images_are_flagged(tiny_run, tmp_path):
     synthetic.loc[0, "fingerprint"] = "0123456789abcdef"  # generate remade it since scoring
     write_table(synthetic, run.synthetic, "synthetic")
     assert note in build_report(run, tmp_path / "b.html").read_text(encoding="utf-8")
+
+
+def test_wilds_metrics_are_a_section_of_their_own(tiny_run, tmp_path):
+    """iWildCam runs: WILDS's macro F1 and accuracy (OOD test, ID test) in percent, a row per method."""
+    import shutil
+
+    from discl.tables import write_table
+
+    run = type(tiny_run[0])(tmp_path / "run")
+    shutil.copytree(tiny_run[0].root, run.root)
+    rows = [("real-only", "test", "F1-macro_all", 0.3125), ("real-only", "test", "acc_avg", 0.5),
+            ("real-only", "id_test", "F1-macro_all", 0.25), ("real-only", "id_test", "acc_avg", 0.75),
+            ("adaptive", "test", "F1-macro_all", 0.375), ("adaptive", "test", "acc_avg", 0.625)]
+    write_table(pd.DataFrame(rows, columns=["method", "split", "metric", "value"]), run.root / "wilds_metrics.parquet",
+                "wilds_metrics")
+    html = build_report(run, tmp_path / "r.html").read_text(encoding="utf-8")
+    section = html[html.index("WILDS metrics</h2>"):]
+    section = section[: section.index("</table>")]
+    cells = re.findall(r"<td>([^<]*)</td>", section)
+    assert cells == ["real-only", "31.25", "50.00", "25.00", "75.00", "adaptive", "37.50", "62.50", "nan", "nan"]
+    assert "WILDS metrics" not in build_report(tiny_run[0], tmp_path / "plain.html").read_text(encoding="utf-8")

@@ -79,6 +79,20 @@ def metrics_section(metrics: pd.DataFrame | None) -> str:
     return _table(frame) + f"<p class='note'>Top-1 accuracy (%) on the test split; test images per bucket: {note}.</p>"
 
 
+WILDS_COLUMNS = (("test", "F1-macro_all", "OOD macro F1"), ("test", "acc_avg", "OOD accuracy"),
+                 ("id_test", "F1-macro_all", "ID macro F1"), ("id_test", "acc_avg", "ID accuracy"))
+
+
+def wilds_section(wilds: pd.DataFrame) -> str:
+    """iWildCam: WILDS's own metrics (the paper's table reports OOD and ID macro F1), percent."""
+    frame = pd.DataFrame({"Method": list(dict.fromkeys(wilds["method"]))})
+    for split, metric, title in WILDS_COLUMNS:
+        values = wilds[(wilds["split"] == split) & (wilds["metric"] == metric)].set_index("method")["value"]
+        frame[title] = [100 * float(values.get(m, float("nan"))) for m in frame["Method"]]
+    return _table(frame) + ("<p class='note'>WILDS evaluation (wilds_metrics.parquet): OOD = the test split "
+                            "(cameras unseen in training), ID = id_test; macro F1 and accuracy in percent.</p>")
+
+
 def spectrum_section(run: RunDir, hard: pd.DataFrame, synthetic: pd.DataFrame, scores: pd.DataFrame | None, opts: ReportOptions) -> str:
     chosen = choose_grids(hard, opts.max_grids)
     cells = synthetic.merge(scores[["synthetic_id", "text_sim", "image_sim", "kept", "drop_reason"]], on="synthetic_id", how="left") if scores is not None else synthetic
@@ -170,6 +184,9 @@ def build_report(run: RunDir, out_path: Path | None = None, opts: ReportOptions 
     logs_frame = pd.concat(logs, ignore_index=True) if logs else None
 
     sections = [("Results", metrics_section(metrics))]
+    wilds = _maybe(run.root / "wilds_metrics.parquet", "wilds_metrics")
+    if wilds is not None and len(wilds):
+        sections.append(("WILDS metrics", wilds_section(wilds)))
     counts = dataset.groupby("split").size().to_dict()
     overview = pd.DataFrame(
         {"item": ["classes", *(f"{k} images" for k in sorted(counts)), "hard samples", "synthetic images", "kept by the filter"],
