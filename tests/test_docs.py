@@ -3,9 +3,11 @@
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
-from discl.config import RunConfig
+from discl.config import RunConfig, load_config
+from discl.recipes import flatten, recipe_names, recipe_text, reference_notes
 from discl.tables import SCHEMAS
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -33,13 +35,35 @@ def test_schema_reference_names_every_column_of_every_table():
             assert re.search(rf"\b{column}\b", text), f"{kind}.{column} is not documented"
 
 
-def test_recipe_configs_are_valid(tmp_path):
-    from discl.config import load_config
+def test_recipe_card_is_generated_from_the_recipes():
+    import subprocess
+    import sys
 
-    blocks = re.findall(r"```yaml\n(.*?)```", (DOCS / "recipes.md").read_text(), re.S)
-    assert len(blocks) == 2
-    for i, block in enumerate(blocks):
-        path = tmp_path / f"recipe{i}.yaml"
-        path.write_text(block)
-        cfg = load_config(None, path)  # unknown keys or bad values raise
-        assert cfg.generate.backend == "diffusers" and cfg.generate.model == "sdxl-refiner"
+    script = DOCS.parent / "scripts" / "recipe_card.py"
+    done = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("name", recipe_names())
+def test_recipe_loads_and_validates(name):
+    cfg = load_config(None, None, [], recipe=name)  # unknown keys or bad values raise
+    assert cfg.generate.backend == "diffusers" and cfg.generate.model == "sdxl-refiner"
+
+
+@pytest.mark.parametrize("name", recipe_names())
+def test_every_recipe_setting_has_the_reference_value_and_place(name):
+    notes = reference_notes(name)
+    for key in flatten(yaml.safe_load(recipe_text(name))):
+        entry = notes.get(key)
+        assert entry, f"{name}: no reference entry for {key}"
+        assert str(entry.get("reference") or "").strip(), f"{name}: {key} has no reference value"
+        assert str(entry.get("where") or "").strip(), f"{name}: {key} has no place in the reference (or \"-\")"
+
+
+@pytest.mark.parametrize("name", recipe_names())
+def test_every_reference_entry_names_a_config_setting(name):
+    defaults = flatten(RunConfig().to_dict())
+    for key, entry in reference_notes(name).items():
+        assert key in defaults, f"{name}.reference.yaml: {key} is not a config setting"
+        assert isinstance(entry, dict), f"{name}: {key} must map to reference, where and note"
+        assert set(entry) <= {"reference", "where", "note"}, f"{name}: {key} has unknown fields {sorted(entry)}"
