@@ -104,3 +104,40 @@ def test_select_refuses_a_split_the_dataset_lacks(run_copy, monkeypatch):
     monkeypatch.setattr(train_stage, "load_dataset_tables", without_val)
     with pytest.raises(ValueError, match="best-val needs a validation split"):
         load_inputs(run, cfg, ["real-only"], echo=lambda *_: None)
+
+
+def test_a_full_disk_while_saving_leaves_the_old_model_as_it_was(tmp_path, monkeypatch):
+    import errno
+
+    import torch
+
+    import discl.training.classifier as classifier
+    from discl.training.transforms import classifier_transforms
+    from discl.config import AugmentConfig
+
+    model = classifier.create_classifier("resnet10t", 3, seed=0)
+    transforms = classifier_transforms(model, AugmentConfig(), 16)
+    classifier.save_classifier(model, tmp_path, "resnet10t", 3, transforms, {"method": "old"})
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def disk_full(state, path):
+        open(path, "wb").write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(classifier, "save_file", disk_full)
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    with pytest.raises(OSError, match="No space left"):
+        classifier.save_classifier(model, tmp_path, "resnet10t", 3, transforms, {"method": "new"})
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no temp file left either
+    assert classifier.load_classifier(tmp_path)[1]["method"] == "old"
+
+
+def test_train_refuses_scores_of_other_synthetic_images(run_copy):
+    from discl.tables import write_table
+
+    run, cfg = run_copy
+    synthetic = read_table(run.synthetic, "synthetic")
+    write_table(synthetic.iloc[:-1], run.synthetic, "synthetic")  # as if generate had run again since `score`
+    with pytest.raises(ValueError, match="scores other synthetic images than synthetic.parquet .* run `discl score"):
+        load_inputs(run, cfg, ["non-adaptive"], echo=lambda *_: None)

@@ -31,8 +31,13 @@ from .common import method_settings
 
 def kept_synthetic(run: RunDir) -> pd.DataFrame:
     """Synthetic images that passed the filter, with their image-guidance level."""
+    from .score import scores_match
+
     synthetic = read_table(run.synthetic, "synthetic")
     scores = read_table(run.scores, "scores")
+    if not scores_match(run, synthetic):
+        raise ValueError(f"{run.scores} scores other synthetic images than {run.synthetic.name} (generate ran again "
+                         f"since): run `discl score {run.root}` first")
     kept = scores.loc[scores["kept"], ["synthetic_id"]]
     return synthetic.merge(kept, on="synthetic_id", how="inner")
 

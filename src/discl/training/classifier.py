@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import timm
@@ -10,6 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from . import models  # noqa: F401  (registers discl's extra timm models, e.g. resnet10)
+from .checkpoint import fsync_replace
 from .transforms import Transforms, saved_classifier_transforms
 
 
@@ -34,9 +36,21 @@ def save_classifier(model: torch.nn.Module, folder: Path, name: str, num_classes
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(folder / "model.safetensors"))
     meta = {"model": name, "num_classes": num_classes, "transform": transforms.describe(), **(extra or {})}
-    (folder / "model.json").write_text(json.dumps(meta, indent=2))
+    # Both files are written in full beside the old ones first: a full disk leaves the old model as it
+    # was. Then model.json goes, so that a crash between the two renames leaves no model rather than
+    # new weights described by old settings.
+    weights, info = folder / f".model.safetensors.{os.getpid()}.tmp", folder / f".model.json.{os.getpid()}.tmp"
+    try:
+        save_file(state, str(weights))
+        info.write_text(json.dumps(meta, indent=2))
+    except BaseException:
+        weights.unlink(missing_ok=True)
+        info.unlink(missing_ok=True)
+        raise
+    (folder / "model.json").unlink(missing_ok=True)
+    fsync_replace(weights, folder / "model.safetensors")
+    fsync_replace(info, folder / "model.json")
 
 
 def load_classifier(folder: Path) -> tuple[torch.nn.Module, dict, Transforms]:
