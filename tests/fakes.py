@@ -61,13 +61,15 @@ class FakeImageNet:
         return f"train/{wnid}/{wnid}_{i}.JPEG"
 
 
-def write_fake_imagenet_lt(root: Path, val_per_class: int = 2, test_per_class: int = 3) -> FakeImageNet:
+def write_fake_imagenet_lt(root: Path, val_per_class: int = 2, test_per_class: int = 3, classes=None) -> FakeImageNet:
     """``root``/train/<wnid>/<wnid>_<i>.JPEG, ``root``/val/<wnid>/ILSVRC2012_val_<n>.JPEG, and the
-    split files (ImageNet-LT's val split is drawn from ImageNet's train folder, its test split from val)."""
+    split files (ImageNet-LT's val split is drawn from ImageNet's train folder, its test split from val).
+    ``classes``: (WordNet id, name, training images) tuples like IMAGENET_CLASSES (the default)."""
     root = Path(root)
+    classes = list(classes or IMAGENET_CLASSES)
     lines: dict[str, list[str]] = {"train": [], "val": [], "test": []}
     n = 0
-    for label, (wnid, _, count) in enumerate(IMAGENET_CLASSES):
+    for label, (wnid, _, count) in enumerate(classes):
         for i in range(count + val_per_class):
             rel = f"train/{wnid}/{wnid}_{i}.JPEG"
             _jpeg(root / rel, IMAGENET_SIZES[i % len(IMAGENET_SIZES)], label, seed=1000 * label + i)
@@ -79,7 +81,7 @@ def write_fake_imagenet_lt(root: Path, val_per_class: int = 2, test_per_class: i
             lines["test"].append(f"{rel} {label}")
     for split, rows in lines.items():
         (root / f"ImageNet_LT_{split}.txt").write_text("\n".join(rows) + "\n")
-    return FakeImageNet(root, IMAGENET_CLASSES)
+    return FakeImageNet(root, classes)
 
 
 @dataclass

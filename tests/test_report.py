@@ -12,7 +12,7 @@ from PIL import Image
 from click.testing import CliRunner
 
 from discl.cli import main
-from discl.report.build import ReportOptions, build_report, choose_grids
+from discl.report.build import ReportOptions, _thresholds, build_report, choose_grids
 
 from .conftest import tree_state
 
@@ -180,3 +180,18 @@ def test_wilds_metrics_are_a_section_of_their_own(tiny_run, tmp_path):
     cells = re.findall(r"<td>([^<]*)</td>", section)
     assert cells == ["real-only", "31.25", "50.00", "25.00", "75.00", "adaptive", "37.50", "62.50", "nan", "nan"]
     assert "WILDS metrics" not in build_report(tiny_run[0], tmp_path / "plain.html").read_text(encoding="utf-8")
+
+
+def test_a_filter_that_is_off_draws_no_threshold_line(tiny_run, tmp_path):
+    """Both recipes set score.image_threshold: null (no image-image filter); the report still draws."""
+    import shutil
+
+    import yaml
+
+    run = type(tiny_run[0])(tmp_path / "run")
+    shutil.copytree(tiny_run[0].root, run.root)
+    config = yaml.safe_load(run.config.read_text())
+    config["score"]["image_threshold"] = None
+    run.config.write_text(yaml.safe_dump(config))
+    assert _thresholds(run) == {"text_sim": config["score"]["text_threshold"]}
+    assert "What the filter kept" in build_report(run, tmp_path / "r.html").read_text(encoding="utf-8")

@@ -242,4 +242,6 @@ def _thresholds(run: RunDir) -> dict[str, float]:
     from ..config import load_config
 
     cfg = load_config(run.root).score
-    return {"text_sim": cfg.text_threshold, "image_sim": cfg.image_threshold}
+    # A filter that is off (image_threshold null, as in both recipes) draws no threshold line.
+    drawn = {"text_sim": cfg.text_threshold, "image_sim": cfg.image_threshold}
+    return {column: value for column, value in drawn.items() if value is not None}
