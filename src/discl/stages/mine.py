@@ -152,7 +152,8 @@ def run_mine(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True) -> 
     unknown = sorted(set(m.rules) - set(RULES))
     if unknown:
         raise ValueError(f"unknown mining rule {unknown[0]!r}; known: {list(RULES)}")
-    if set(m.rules) == {"few_shot"} and not m.train_base and not m.base_weights:
+    no_model = set(m.rules) == {"few_shot"} and not m.train_base and not m.base_weights
+    if no_model:
         # Hard = the few-shot classes' images: no model judges them.
         out = Predictions(np.full(len(train_rows), -1, dtype=np.int64), np.full(len(train_rows), np.nan, dtype=np.float32),
                           np.ones(len(train_rows), dtype=bool))
@@ -177,6 +178,6 @@ def run_mine(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True) -> 
     if hard.empty:
         echo("warning: no hard sample found; loosen mine.rules or mine.prob_threshold")
     write_table(hard, run.hard, "hard")
-    judged = "no base model" if np.isnan(out.p_true).all() else f"out-of-fold, {m.folds} folds" if m.folds >= 2 else "in-sample"
+    judged = "no base model" if no_model else f"out-of-fold, {m.folds} folds" if m.folds >= 2 else "in-sample"
     echo(f"mine: {len(hard)} hard samples of {len(table)} training images (rules {'+'.join(m.rules)}; {judged})")
     return hard
