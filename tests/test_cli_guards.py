@@ -183,3 +183,7 @@ def test_a_pickled_checkpoint_is_refused_in_one_line(run_root, tmp_path):
     torch.save({"state_dict": NotTensors()}, evil)
     fails_cleanly(["mine", str(run_root), "--no-progress", "--set", f"mine.base_weights={evil}"], run_root,
                   f"error: cannot read {evil} as a plain state dict (torch.load with weights_only=True refused it: ")
+    # The task model's starting weights likewise: one line naming the file, nothing trained or written.
+    line = fails_cleanly(["train", str(run_root), "--no-progress", "--set", f"train.classifier.pretrained={evil}"], run_root,
+                         f"error: cannot load the weights {evil} into resnet10t: ")
+    assert "NotTensors" in line and "weights_only=False" not in line

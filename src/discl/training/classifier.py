@@ -24,7 +24,19 @@ def create_classifier(name: str, num_classes: int, seed: int = 0, pretrained: st
         return timm.create_model(name, pretrained=False, num_classes=num_classes)
     path = Path(pretrained).expanduser()
     if path.exists():
-        return timm.create_model(name, pretrained=True, num_classes=num_classes, pretrained_cfg_overlay={"file": str(path)})
+        from pickle import UnpicklingError
+
+        from safetensors import SafetensorError
+
+        try:
+            return timm.create_model(name, pretrained=True, num_classes=num_classes, pretrained_cfg_overlay={"file": str(path)})
+        except (RuntimeError, UnpicklingError, SafetensorError) as err:
+            # torch's weights_only refusal of pickled objects is a RuntimeError several lines long.
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            # torch's advice to retry with weights_only=False is not one discl takes.
+            first = ". ".join(s for s in first.split(". ") if "weights_only=False" not in s and "fallback" not in s)
+            raise ValueError(f"cannot load the weights {path} into {name}: {first} (discl reads .pth/.bin files "
+                             "without unpickling objects; save a plain state dict or .safetensors)") from None
     if pretrained.endswith((".safetensors", ".pth", ".pt", ".bin")):
         raise FileNotFoundError(f"pretrained weights file {pretrained} does not exist")
     return timm.create_model(pretrained, pretrained=True, num_classes=num_classes)
