@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,7 @@ from discl.stages.generate import run_generate
 from discl.tables import write_table
 
 N_SOURCES = 4
+PAUSER = Path(__file__).with_name("generate_then_pause.py")
 
 
 @pytest.fixture(scope="module")
@@ -152,26 +153,32 @@ def test_empty_hard_set_is_one_clear_line(tmp_path, model_dir):
 @pytest.mark.slow
 def test_sigkill_mid_run_then_resume(tmp_path, model_dir):
     run = make_run(tmp_path / "run")
-    args = [sys.executable, "-m", "discl.cli", "generate", str(run.root), "--no-progress"]
+    cli = ["generate", str(run.root), "--no-progress"]
     for o in overrides(model_dir, **{"generate.batch_size": 1}):
-        args += ["--set", o]
-    proc = subprocess.Popen(args, env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    parts = run.root / "synthetic.parts" / "all"
-    deadline = time.time() + 300
-    while time.time() < deadline and (not parts.exists() or len(list(parts.glob("part-*.parquet"))) < 3):
-        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-        time.sleep(0.05)
-    assert proc.poll() is None, "generation finished before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+        cli += ["--set", o]
+    # The first run pauses right after its third committed batch (one image each) and is killed there:
+    # no polling, no deadline, nothing that a fast or a slow machine could win.
+    with open(tmp_path / "stderr.txt", "w+") as stderr:
+        proc = subprocess.Popen([sys.executable, str(PAUSER), "3", *cli], env=os.environ.copy(), stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=stderr, text=True)
+        paused = next((line for line in proc.stdout if line.startswith("PAUSED")), None)
+        if paused is None:  # it ended without pausing
+            proc.wait()
+            stderr.seek(0)
+            pytest.fail(f"generate ended (code {proc.returncode}) before its third batch: {stderr.read()[-2000:]}")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+        proc.stdin.close()
+    assert proc.returncode == -signal.SIGKILL
     assert not run.synthetic.exists()
-    made_before = {p for p in run.synthetic_images.rglob("*.png")}
-    assert 3 <= len(made_before) < 4 * N_SOURCES
-    rerun = subprocess.run(args, env=os.environ.copy(), capture_output=True, text=True, timeout=600)
+    assert len(list(run.synthetic_images.rglob("*.png"))) == 3  # the three committed images, nothing after
+    rerun = subprocess.run([sys.executable, "-m", "discl.cli", *cli], env=os.environ.copy(), capture_output=True, text=True,
+                           timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert "already there" in rerun.stdout
     new = int(rerun.stdout.split("(")[1].split(" new")[0])
-    assert new <= 4 * N_SOURCES - 3  # the committed batches were not redone
+    assert new == 4 * N_SOURCES - 3  # the committed batches were not redone, the rest was made
     assert_run_complete(run)
 
 

@@ -14,13 +14,14 @@ from discl.llm import ChatClient, LLMError
 
 class FakeEndpoint:
     """Serves /v1/chat/completions; each request takes the next scripted reply (the last one repeats).
-    A reply is (status, body[, headers]) or ("stall",): answer only when the test is over, i.e. past
-    any client timeout."""
+    A reply is (status, body[, headers]) or ("stall",): call ``on_stall`` (the request has arrived), then
+    answer only when the test is over, i.e. past any client timeout."""
 
-    def __init__(self, script):
+    def __init__(self, script, on_stall=lambda: None):
         self.script = list(script)
         self.requests = []
         self.release = threading.Event()
+        self.on_stall = on_stall
         endpoint = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -38,6 +39,7 @@ class FakeEndpoint:
                 endpoint.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
                 step = endpoint.script.pop(0) if len(endpoint.script) > 1 else endpoint.script[0]
                 if step[0] == "stall":
+                    endpoint.on_stall()
                     endpoint.release.wait(60)
                     step = (200, chat_reply("too late"))
                 status, payload = step[0], step[1]
@@ -110,10 +112,54 @@ def test_client_errors_are_not_retried_and_the_key_is_redacted():
     assert "sk-secret-9" not in str(err.value) and not err.value.transport
 
 
+class FakeClock:
+    """The clock of the client's deadlines (ChatClient.timer): time moves only when the test calls
+    ``advance``, so a timeout happens exactly when the test says, however slow the machine."""
+
+    def __init__(self):
+        self.now = 0.0
+        self.started = []  # the length of every deadline started, in order
+        self._pending = []  # [due, fire, live]
+        self._lock = threading.Lock()
+
+    def timer(self, seconds, fire):
+        entry = [self.now + seconds, fire, True]
+        with self._lock:
+            self.started.append(seconds)
+            self._pending.append(entry)
+
+        def cancel():
+            entry[2] = False
+
+        return cancel
+
+    def advance(self, seconds):
+        with self._lock:
+            self.now += seconds
+            due = [e for e in self._pending if e[2] and e[0] <= self.now]
+            for entry in due:
+                entry[2] = False
+        for _, fire, _ in due:
+            fire()
+
+
 def test_timeouts_are_retried():
-    with FakeEndpoint([("stall",), (200, chat_reply("fast"))]) as server:
-        assert client(server.url, timeout=0.5).chat([]) == "fast"
+    clock = FakeClock()
+    sleeps = []
+    # The stalled request's deadline runs out the moment the server holds it; the retry's never does.
+    # The real per-read socket timeout (30 s) is far from both.
+    with FakeEndpoint([("stall",), (200, chat_reply("fast"))], on_stall=lambda: clock.advance(30)) as server:
+        assert client(server.url, sleeps, timeout=30, timer=clock.timer).chat([]) == "fast"
     assert len(server.requests) == 2
+    assert clock.started == [30, 30] and sleeps == [0.5]  # one deadline per attempt; one backoff after the timeout
+
+
+def test_a_timeout_is_reported_as_one():
+    clock = FakeClock()
+    with FakeEndpoint([("stall",)], on_stall=lambda: clock.advance(30)) as server:
+        with pytest.raises(LLMError, match=r"after 1 attempts; last error: TimeoutError: no complete reply within 30 s") as err:
+            client(server.url, timeout=30, max_retries=0, timer=clock.timer).chat([])
+    assert err.value.transport and len(server.requests) == 1
 
 
 @pytest.mark.parametrize("body", [b"<html>proxy error</html>", json.dumps({"choices": []}).encode(),

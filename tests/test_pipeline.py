@@ -5,12 +5,15 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 from PIL import Image
 
 from discl.cli import main
 from discl.config import load_config
+from discl.data.images import load_images
 from discl.rundir import RunDir
+from discl.stages.score import ensure_scorer
 from discl.stages.demo import run_demo
 from discl.tables import SCHEMAS, read_table
 
@@ -65,11 +68,29 @@ def test_curriculum_log_and_metrics(tiny_run):
     assert set(metrics["bucket"]) == {"many", "medium", "few", "overall"}
     assert metrics["accuracy"].between(0, 100).all()
     assert (run.root / "report.html").stat().st_size > 0 and "report" in result["timings"]
-    assert 0 <= result["clip_zero_shot"] <= 1
+    cfg = load_config(run.root)
+    test_rows = pd.read_parquet(run.dataset).query("split == 'test'")
+    assert result["clip_zero_shot"] == pytest.approx(_nearest_caption_hits(run, cfg, test_rows).mean())
     consistency = result["class_consistency"]
-    assert consistency["n_images"] == len(pd.read_parquet(run.hard)) * 2  # strength-1.0 images: one per seed
-    assert all(0 <= consistency[k] <= 1 for k in ("base", "base_on_real", "clip"))
+    at_full_strength = pd.read_parquet(run.synthetic).query("strength == 1.0")
+    assert consistency["n_images"] == len(at_full_strength) == len(pd.read_parquet(run.hard)) * 2  # one per seed
+    assert consistency["clip"] == pytest.approx(_nearest_caption_hits(run, cfg, at_full_strength).mean())
+    for judge in ("base", "base_on_real"):  # a share of whole images judged
+        n = len(at_full_strength) if judge == "base" else len(test_rows[test_rows.label.isin(at_full_strength.label)])
+        assert consistency[judge] * n == pytest.approx(round(consistency[judge] * n)), judge
     assert yaml.safe_load((run.root / "config.yaml").read_text()) == load_config(None, None, TINY).to_dict()
+
+
+def _nearest_caption_hits(run, cfg, rows):
+    """Per row: whether the run's CLIP scorer puts its image nearest (cosine) to its own class caption.
+    Computed here from the embeddings, apart from discl.stages.quality."""
+    scorer = ensure_scorer(run, cfg, echo=lambda *_: None, progress=False)
+    classes = pd.read_parquet(run.classes).sort_values("label")
+    captions = [cfg.score.caption_template.format(name=name) for name in classes["class_name"]]
+    images = torch.nn.functional.normalize(scorer.embed_images(load_images([run.resolve(p) for p in rows["path"]], cfg.data.image_size)), dim=-1)
+    texts = torch.nn.functional.normalize(scorer.embed_texts(captions), dim=-1)
+    nearest = classes["label"].to_numpy()[(images @ texts.T).argmax(-1).numpy()]
+    return nearest == rows["label"].to_numpy()
 
 
 def test_stages_rerun_alone_on_a_moved_run_directory(tiny_run, tmp_path, capsys):

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from discl.cli import main
 from discl.report.build import ReportOptions, _thresholds, build_report, choose_grids
+from discl.tables import read_table, table_meta, write_table
 
 from .conftest import tree_state
 
@@ -86,10 +87,59 @@ def test_large_runs_show_a_stable_sample_of_grids(tiny_run, tmp_path):
     assert len(hard) >= 2
     chosen = choose_grids(hard, 2)
     assert len(chosen) == 2 and chosen["sample_id"].tolist() == choose_grids(hard.sample(frac=1, random_state=1), 2)["sample_id"].tolist()
-    if hard["label"].nunique() >= 2:
-        assert chosen["label"].nunique() == 2  # round-robin over classes
     path = build_report(run, tmp_path / "r.html", ReportOptions(max_grids=2))
     assert f"Showing 2 of {len(hard)} hard samples (a stable sample" in path.read_text(encoding="utf-8")
+
+
+def _html_table_after(html, heading):
+    """The header and the rows of cells of the first table after ``heading``."""
+    section = html[html.index(heading):]
+    section = section[: section.index("</table>")]
+    rows = re.findall(r"<tr>(.*?)</tr>", section)
+    return re.findall(r"<th>([^<]*)</th>", rows[0]), [re.findall(r"<td>([^<]*)</td>", r) for r in rows[1:]]
+
+
+def test_the_filter_tables_add_up_score_summary_parquet(tiny_run, tmp_path):
+    """The report reads the score stage's summary, whatever rules it names, and recomputes nothing."""
+    import shutil
+
+    run = type(tiny_run[0])(tmp_path / "run")
+    shutil.copytree(tiny_run[0].root, run.root)
+    summary = read_table(run.score_summary, "score_summary")
+    scores = pd.read_parquet(run.scores)
+    assert int(summary["generated"].sum()) == len(scores) and int(summary["kept"].sum()) == int(scores["kept"].sum())
+    # Numbers no scores.parquet could give, and a rule the report code has never heard of.
+    summary["kept"] = summary["generated"] // 2
+    summary["dropped_dark"] = range(len(summary))
+    write_table(summary, run.score_summary, "score_summary", meta=table_meta(run.score_summary))
+    html = build_report(run, tmp_path / "r.html").read_text(encoding="utf-8")
+    rules = ["dropped_text", "dropped_image", "dropped_confident_wrong", "dropped_too_easy", "dropped_cap", "dropped_dark"]
+    header, rows = _html_table_after(html, "<h3>Per class</h3>")
+    assert header == ["class_name", "generated", "kept", "dropped", *rules, "mean_text_sim", "mean_image_sim"]
+    expected = []
+    for (_, name), group in summary.groupby(["label", "class_name"], sort=True):
+        generated, kept = int(group["generated"].sum()), int(group["kept"].sum())
+        means = [f"{(group[m].astype(float) * group['generated']).sum() / generated:.3f}" for m in ("mean_text_sim", "mean_image_sim")]
+        expected.append([name, str(generated), str(kept), str(generated - kept), *(str(int(group[r].sum())) for r in rules), *means])
+    assert rows == expected
+    header, rows = _html_table_after(html, "<h3>Per image guidance</h3>")
+    assert header[:4] == ["image_guidance", "generated", "kept", "dropped"] and "dropped_dark" in header
+    assert [(int(r[0]), int(r[2])) for r in rows] == list(summary.groupby("image_guidance")["kept"].sum().items())
+    assert f"kept by the filter</td><td>{int(summary['kept'].sum())}</td>" in html
+
+    # A summary of other scores than scores.parquet's is not shown as theirs.
+    write_table(summary, run.score_summary, "score_summary", meta={"synthetic": "other"})
+    html = build_report(run, tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "score_summary.parquet is missing or older than scores.parquet" in html and "<h3>Per class</h3>" not in html
+
+
+def test_grids_are_chosen_round_robin_over_classes():
+    # Class 0 has four hard samples, class 1 two: a sample of three still starts with one of each.
+    hard = pd.DataFrame({"sample_id": [f"s{i}" for i in range(6)], "label": [0, 0, 0, 0, 1, 1]})
+    chosen = choose_grids(hard, 3)
+    assert chosen["label"].tolist()[:2] == [0, 1] and chosen["label"].value_counts().to_dict() == {0: 2, 1: 1}
+    assert chosen["sample_id"].tolist() == choose_grids(hard.iloc[::-1], 3)["sample_id"].tolist()  # whatever the row order
+    assert choose_grids(hard, 6) is hard  # no more than the limit: all of them
 
 
 def test_cli_report_and_a_run_without_later_stages(tiny_run, tmp_path, capsys):

@@ -1,14 +1,17 @@
 """Composable filters, the per-class summary and the embedding store."""
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from discl.config import ScorerConfig
 from discl.scoring.embeddings import EmbeddingStore
-from discl.scoring.filters import (BaseModelConfidence, ClassCap, ImageSimInBand, TextSimAtLeast, apply_filters,
-                                   filters_from_config)
+from discl.scoring.filters import (BaseModelConfidence, Check, ClassCap, ImageSimInBand, TextSimAtLeast, apply_filters,
+                                   filters_from_config, run_filters)
 from discl.scoring.summary import score_summary
+from discl.tables import read_table, write_table
 
 
 def _scores(**cols):
@@ -64,14 +67,69 @@ def test_filters_from_config():
 
 def test_summary_counts_and_means_per_class_and_level():
     scores = _scores(label=[0, 0, 0, 1], image_guidance=[10, 10, 90, 10], text_sim=[0.4, 0.1, 0.5, 0.2], image_sim=[0.2, 0.6, 0.9, 0.1])
-    out = apply_filters(scores, [TextSimAtLeast(0.3), ImageSimInBand(0.15)])
-    summary = score_summary(out, {0: "fox", 1: "owl"})
+    filtered = run_filters(scores, [TextSimAtLeast(0.3), ImageSimInBand(0.15)])
+    summary = score_summary(filtered.scores, filtered.dropped, {0: "fox", 1: "owl"})
     assert summary[["label", "class_name", "image_guidance", "generated", "kept", "dropped_text", "dropped_image"]].values.tolist() == [
         [0, "fox", 10, 2, 1, 1, 0], [0, "fox", 90, 1, 1, 0, 0], [1, "owl", 10, 1, 0, 1, 1]]
     row = summary.iloc[0]
     assert row.strength == pytest.approx(0.9)
     assert row.mean_text_sim == pytest.approx(0.25) and row.mean_text_sim_kept == pytest.approx(0.4)
     assert np.isnan(summary.iloc[2].mean_text_sim_kept)
+
+
+@dataclass(frozen=True)
+class _Dark:
+    """A rule the summary code has never heard of: drops images whose image_sim is below ``limit``."""
+
+    limit: float
+    name: str = "dark"
+
+    def checks(self, scores):
+        return [Check(self.name, f"{self.name}<{self.limit:g}", scores["image_sim"] >= self.limit)]
+
+
+def test_a_new_or_renamed_rule_gets_its_own_column_in_the_written_summary(tmp_path):
+    scores = _scores(label=[0, 0, 0, 0, 1], text_sim=[0.1, 0.5, 0.5, 0.4, 0.5], image_sim=[0.5, 0.05, 0.5, 0.5, 0.5])
+    rules = [TextSimAtLeast(0.3), _Dark(0.1), _Dark(0.0, name="never")]
+    filtered = run_filters(scores, rules, ClassCap(1))
+    assert filtered.scores["drop_reason"].tolist() == ["text_sim<0.3", "dark<0.1", "", "class_cap>1", ""]
+    summary = score_summary(filtered.scores, filtered.dropped, {0: "fox", 1: "owl"})
+    path = write_table(summary, tmp_path / "score_summary.parquet", "score_summary")
+    back = read_table(path, "score_summary")
+    counts = ["dropped_text", "dropped_image", "dropped_confident_wrong", "dropped_too_easy", "dropped_cap", "dropped_dark", "dropped_never"]
+    assert [c for c in back.columns if c.startswith("dropped_")] == counts  # the documented ones, then the new rules'
+    # fox: one dropped by text, one by the new rule, one by the cap; the rule that dropped nothing still has its zero
+    assert back[counts].values.tolist() == [[1, 0, 0, 0, 1, 1, 0], [0, 0, 0, 0, 0, 0, 0]]
+    assert back["kept"].tolist() == [1, 1]
+
+
+def test_summary_counts_each_rule_by_its_name_not_its_reason_text():
+    # The reason's text says nothing of the column; only the check's name does.
+    scores = _scores(image_sim=[0.05, 0.5])
+    filtered = run_filters(scores, [_Dark(0.1, name="text")])
+    assert filtered.scores["drop_reason"].tolist() == ["text<0.1", ""]
+    summary = score_summary(filtered.scores, filtered.dropped, {0: "fox"})
+    assert summary[["dropped_text", "dropped_image"]].values.tolist() == [[1, 0]]
+
+
+def test_kept_and_dropped_counts_equal_the_reason_texts_on_random_scores():
+    rng = np.random.default_rng(0)
+    n = 400
+    scores = _scores(label=rng.integers(0, 4, n).tolist(), image_guidance=rng.choice([10, 50, 90], n).tolist(),
+                     text_sim=rng.uniform(-0.2, 0.6, n).tolist(), image_sim=rng.uniform(0, 1, n).tolist(),
+                     base_pred=rng.integers(0, 4, n).tolist(), base_p_pred=rng.uniform(0, 1, n).tolist(),
+                     base_p_true=rng.uniform(0, 1, n).tolist())
+    rules, cap = filters_from_config(ScorerConfig(text_threshold=0.1, image_threshold=0.2, image_max=0.9, confident_wrong=0.8,
+                                                  too_easy=0.9, max_per_class=5))
+    filtered = run_filters(scores, rules, cap)
+    summary = score_summary(filtered.scores, filtered.dropped, {})
+    parts = filtered.scores["drop_reason"].str.split("+")
+    for column, spelled in [("dropped_text", "text_sim<"), ("dropped_image", "image_sim"), ("dropped_confident_wrong", "confident_wrong>="),
+                            ("dropped_too_easy", "too_easy>="), ("dropped_cap", "class_cap>")]:
+        expected = int(parts.map(lambda reasons: any(r.startswith(spelled) for r in reasons)).sum())
+        assert expected > 0 and int(summary[column].sum()) == expected, column
+    assert int(summary["kept"].sum()) == int((filtered.scores["drop_reason"] == "").sum()) == int(filtered.scores["kept"].sum())
+    assert int(summary["generated"].sum()) == n
 
 
 def test_embedding_store_round_trips_resumes_and_resets_on_a_new_scorer(tmp_path):

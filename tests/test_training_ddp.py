@@ -3,7 +3,6 @@ each reads only its slice of every global batch, gradients are averaged, evaluat
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -23,12 +22,12 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     subprocess.run([sys.executable, str(WORKER), str(tmp_path / "images"), str(tmp_path / "single")], env=env, check=True,
                    timeout=120)
-    # The port is bound here and handed to torchrun's store, which binds it again at once.
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(port), str(WORKER), str(tmp_path / "images"), str(tmp_path / "ddp")]
+    # --standalone: torchrun's agent binds its store to port 0 (the kernel picks a free port, held from
+    # then on) and hands that store to the workers, so no port number is chosen, freed, then reused.
+    # (With TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 it would pick a free port for the workers instead.)
+    env.pop("TORCH_DISABLE_SHARE_RDZV_TCP_STORE", None)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(WORKER), str(tmp_path / "images"), str(tmp_path / "ddp")]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]
     r0, r1 = (load_file(str(tmp_path / "ddp" / f"rank{r}-of2.safetensors")) for r in (0, 1))

@@ -50,16 +50,28 @@ class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
         raise _Redirected(code, newurl)
 
 
+#: (seconds, fire) -> cancel: calls ``fire`` once ``seconds`` have passed, unless cancelled first.
+StartTimer = Callable[[float, Callable[[], None]], Callable[[], None]]
+
+
+def start_timer(seconds: float, fire: Callable[[], None]) -> Callable[[], None]:
+    """The real clock: a daemon thread that fires after ``seconds``."""
+    timer = threading.Timer(seconds, fire)
+    timer.daemon = True
+    timer.start()
+    return timer.cancel
+
+
 class _Deadline:
     """Shuts down the request's sockets when its total time is up, which wakes any blocked read."""
 
-    def __init__(self, seconds: float):
+    def __init__(self, seconds: float, timer: StartTimer = start_timer):
         self.seconds = seconds
         self.expired = threading.Event()
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
-        self._timer = threading.Timer(seconds, self._expire)
-        self._timer.daemon = True
+        self._start_timer = timer
+        self._cancel: Callable[[], None] = lambda: None
 
     def _shut(self, sock: socket.socket) -> None:
         try:
@@ -94,11 +106,11 @@ class _Deadline:
         return make
 
     def __enter__(self) -> "_Deadline":
-        self._timer.start()
+        self._cancel = self._start_timer(self.seconds, self._expire)
         return self
 
     def __exit__(self, *exc) -> None:
-        self._timer.cancel()
+        self._cancel()
 
 
 def _opener(deadline: _Deadline) -> urllib.request.OpenerDirector:
@@ -127,6 +139,9 @@ class ChatClient:
     backoff: float = 1.0
     max_backoff: float = 30.0
     sleep: Callable[[float], None] = time.sleep
+    # The clock of each request's deadline. A seam for tests: a fake clock makes a timeout happen at a
+    # chosen moment, so a test needs no real stall raced against a real timer.
+    timer: StartTimer = field(default=start_timer, repr=False)
 
     @classmethod
     def from_env(cls, base_url: str, model: str, api_key_env: str | None, **kwargs) -> "ChatClient":
@@ -149,7 +164,7 @@ class ChatClient:
 
     def _post(self, payload: bytes) -> bytes:
         """One request under one deadline: the reply body, or HTTPError / a transport error."""
-        with _Deadline(self.timeout) as deadline:
+        with _Deadline(self.timeout, self.timer) as deadline:
             try:
                 with _opener(deadline).open(self._request(payload), timeout=self.timeout) as reply:
                     body = reply.read(MAX_REPLY_BYTES + 1)

@@ -57,6 +57,10 @@ class RunDir:
     def scores(self) -> Path:
         return self.root / "scores.parquet"
 
+    @property
+    def score_summary(self) -> Path:
+        return self.root / "score_summary.parquet"
+
     # train / eval
     def method_dir(self, method: str) -> Path:
         return self.root / "train" / method

@@ -231,14 +231,31 @@ def with_later_columns(frame: pd.DataFrame, kind: str) -> pd.DataFrame:
     return frame.assign(**missing) if missing else frame
 
 
+# Tables that keep columns beyond their schema, by name prefix and type: score_summary has a
+# dropped_<rule> column per filter rule, so a rule added later writes its own column.
+OPEN_COLUMNS: dict[str, tuple[str, pa.DataType]] = {"score_summary": ("dropped_", pa.int32())}
+
+
+def schema_for(frame: pd.DataFrame, kind: str) -> pa.Schema:
+    """The schema of ``kind``, plus the open columns (OPEN_COLUMNS) that ``frame`` has beyond it."""
+    schema = SCHEMAS[kind]
+    if kind not in OPEN_COLUMNS:
+        return schema
+    prefix, dtype = OPEN_COLUMNS[kind]
+    for column in frame.columns:
+        if isinstance(column, str) and column.startswith(prefix) and column not in schema.names:
+            schema = schema.append(pa.field(column, dtype))
+    return schema
+
+
 def write_table(frame: pd.DataFrame, path: Path, kind: str, meta: dict | None = None) -> Path:
     """Write ``frame`` as the table ``kind`` at ``path``, atomically; ``meta`` (JSON) travels in the file's
     key-value metadata, e.g. what the table was computed from."""
-    schema = SCHEMAS[kind]
     frame = with_later_columns(frame, kind)
-    missing = [n for n in schema.names if n not in frame.columns]
+    missing = [n for n in SCHEMAS[kind].names if n not in frame.columns]
     if missing:
         raise TableError(f"{kind} table for {path} lacks columns {missing}")
+    schema = schema_for(frame, kind)
     table = pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
     if meta is not None:
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta).encode()})

@@ -133,14 +133,28 @@ def spectrum_section(run: RunDir, hard: pd.DataFrame, synthetic: pd.DataFrame, s
     return "".join(parts)
 
 
-def filter_summary(scores: pd.DataFrame, synthetic: pd.DataFrame) -> pd.DataFrame:
-    merged = scores.merge(synthetic[["synthetic_id", "class_name"]], on="synthetic_id")
-    summary = merged.groupby(["label", "class_name"], sort=True).agg(
-        generated=("kept", "size"), kept=("kept", "sum"), mean_text_sim=("text_sim", "mean"), mean_image_sim=("image_sim", "mean")
-    ).reset_index()
-    summary["kept"] = summary["kept"].astype(int)
-    summary["dropped"] = summary["generated"] - summary["kept"]
-    return summary[["class_name", "generated", "kept", "dropped", "mean_text_sim", "mean_image_sim"]]
+def filter_summary(summary: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """The rows of score_summary.parquet added up over ``by``: counts summed (one dropped_<rule> column
+    per rule the score stage wrote), means weighted by the images generated."""
+    rules = [c for c in summary.columns if c.startswith("dropped_")]
+    frame = summary.assign(**{f"_{m}": summary[m].astype("float64") * summary["generated"] for m in ("mean_text_sim", "mean_image_sim")})
+    out = frame.groupby(by, sort=True)[["generated", "kept", *rules, "_mean_text_sim", "_mean_image_sim"]].sum().reset_index()
+    for mean in ("mean_text_sim", "mean_image_sim"):
+        out[mean] = out.pop(f"_{mean}") / out["generated"]
+    out[["generated", "kept", *rules]] = out[["generated", "kept", *rules]].astype(int)
+    out.insert(out.columns.get_loc("kept") + 1, "dropped", out["generated"] - out["kept"])
+    return out.drop(columns=[c for c in by if c not in ("class_name", "image_guidance")])
+
+
+def summary_tables(run: RunDir, score_summary: pd.DataFrame | None, scored: str | None) -> str:
+    """The score stage's summary (score_summary.parquet) per class and per level, as it wrote it."""
+    if score_summary is None or table_meta(run.score_summary).get("synthetic", scored) != scored:
+        return (f"<p class='note'>{html.escape(run.score_summary.name)} is missing or older than {html.escape(run.scores.name)}: "
+                "run <code>discl score</code>.</p>")
+    per_class = filter_summary(score_summary, ["label", "class_name"])
+    per_level = filter_summary(score_summary, ["image_guidance"])
+    return (_figure(plots.kept_per_class(per_class), "kept and dropped per class")
+            + "<h3>Per class</h3>" + _table(per_class, "{:.3f}") + "<h3>Per image guidance</h3>" + _table(per_level, "{:.3f}"))
 
 
 def qualitative_section(run: RunDir, predictions: pd.DataFrame | None, dataset: pd.DataFrame, classes: pd.DataFrame, opts: ReportOptions) -> str:
@@ -178,6 +192,7 @@ def build_report(run: RunDir, out_path: Path | None = None, opts: ReportOptions 
     hard = _maybe(run.hard, "hard")
     synthetic = _maybe(run.synthetic, "synthetic")
     scores = _maybe(run.scores, "scores")
+    score_summary = _maybe(run.score_summary, "score_summary")
     metrics = _maybe(run.metrics, "metrics")
     predictions = _maybe(run.predictions, "predictions")
     logs = [read_table(p, "train_log") for p in sorted((run.root / "train").glob("*/log.parquet"))]
@@ -191,7 +206,8 @@ def build_report(run: RunDir, out_path: Path | None = None, opts: ReportOptions 
     overview = pd.DataFrame(
         {"item": ["classes", *(f"{k} images" for k in sorted(counts)), "hard samples", "synthetic images", "kept by the filter"],
          "count": [len(classes), *(counts[k] for k in sorted(counts)), len(hard) if hard is not None else 0,
-                   len(synthetic) if synthetic is not None else 0, int(scores["kept"].sum()) if scores is not None else 0]}
+                   len(synthetic) if synthetic is not None else 0,
+                   int(score_summary["kept"].sum()) if score_summary is not None else 0]}
     )
     sections.append(("Run", _table(overview) + _table(classes[["class_name", "train_count", "bucket"]])))
     if hard is not None and synthetic is not None and len(synthetic):
@@ -199,18 +215,13 @@ def build_report(run: RunDir, out_path: Path | None = None, opts: ReportOptions 
     if scores is not None and synthetic is not None and len(scores):
         recorded = table_meta(run.scores).get("synthetic")
         stale = recorded is not None and recorded != synthetic_digest(synthetic)
-        summary = filter_summary(scores, synthetic)
-        per_level = scores.groupby("image_guidance").agg(generated=("kept", "size"), kept=("kept", "sum"),
-                                                         mean_text_sim=("text_sim", "mean"), mean_image_sim=("image_sim", "mean")).reset_index()
-        per_level["kept"] = per_level["kept"].astype(int)
         thresholds = _thresholds(run)
         sections.append((
             "What the filter kept",
             (f"<p class='note'><b>{html.escape(run.scores.name)} scores other synthetic images than {html.escape(run.synthetic.name)} "
              f"(generate has remade some since): run <code>discl score</code>.</b></p>" if stale else "")
             + _figure(plots.similarity_histograms(scores, thresholds), "similarity histograms per level")
-            + _figure(plots.kept_per_class(summary), "kept and dropped per class")
-            + "<h3>Per class</h3>" + _table(summary, "{:.3f}") + "<h3>Per image guidance</h3>" + _table(per_level, "{:.3f}"),
+            + summary_tables(run, score_summary, recorded),
         ))
     if logs_frame is not None:
         body = _figure(plots.curriculum_timeline(logs_frame), "curriculum timeline")

@@ -1,5 +1,7 @@
-"""Composable filters over the scores table. Each filter names why it drops an image; an image
-dropped by several rules lists them all (joined by "+") in ``drop_reason``.
+"""Composable filters over the scores table. Each rule names itself and says which images it keeps
+(a ``Check``: name, reason, keep mask); an image dropped by several rules lists them all (joined by "+")
+in ``drop_reason``, and the summary counts each rule's drops under ``dropped_<name>``, so its columns
+follow from the rules, not from the spelling of their reasons.
 
 Order: the per-image rules (similarities, base-model confidence) run first and independently;
 the per-class cap then keeps at most N of the survivors of each (class, level), the ones with
@@ -14,11 +16,21 @@ import pandas as pd
 
 
 @dataclass(frozen=True)
+class Check:
+    """One rule's verdict on every image. ``name`` is the rule's (its drops are counted under
+    ``dropped_<name>``); ``reason`` is how ``drop_reason`` spells it, threshold included."""
+
+    name: str
+    reason: str
+    keep: pd.Series  # False where the rule drops the image
+
+
+@dataclass(frozen=True)
 class TextSimAtLeast:
     minimum: float
 
-    def reasons(self, scores: pd.DataFrame) -> pd.Series:
-        return _reason(scores["text_sim"] < self.minimum, f"text_sim<{self.minimum:g}")
+    def checks(self, scores: pd.DataFrame) -> list[Check]:
+        return [Check("text", f"text_sim<{self.minimum:g}", ~(scores["text_sim"] < self.minimum))]
 
 
 @dataclass(frozen=True)
@@ -28,12 +40,12 @@ class ImageSimInBand:
     minimum: float | None = None
     maximum: float | None = None
 
-    def reasons(self, scores: pd.DataFrame) -> pd.Series:
-        out = pd.Series("", index=scores.index)
+    def checks(self, scores: pd.DataFrame) -> list[Check]:
+        out = []
         if self.minimum is not None:
-            out = _join(out, _reason(scores["image_sim"] < self.minimum, f"image_sim<{self.minimum:g}"))
+            out.append(Check("image", f"image_sim<{self.minimum:g}", ~(scores["image_sim"] < self.minimum)))
         if self.maximum is not None:
-            out = _join(out, _reason(scores["image_sim"] > self.maximum, f"image_sim>{self.maximum:g}"))
+            out.append(Check("image", f"image_sim>{self.maximum:g}", ~(scores["image_sim"] > self.maximum)))
         return out
 
 
@@ -45,18 +57,18 @@ class BaseModelConfidence:
     confident_wrong: float | None = None  # drop if pred != label and p(pred) >= this
     too_easy: float | None = None  # drop if p(true class) >= this
 
-    def reasons(self, scores: pd.DataFrame) -> pd.Series:
+    def checks(self, scores: pd.DataFrame) -> list[Check]:
         needed = ["base_p_true", "base_pred", "base_p_pred"]
         missing = [c for c in needed if c not in scores.columns]
         if missing or scores[needed].isna().any().any():
             bad = scores.loc[scores[needed].isna().any(axis=1), "synthetic_id"].tolist()[:1] if not missing else []
             raise ValueError(f"the confidence filter needs the base model's predictions for every image; missing for {bad or missing}")
-        out = pd.Series("", index=scores.index)
+        out = []
         if self.confident_wrong is not None:
             wrong = (scores["base_pred"] != scores["label"]) & (scores["base_p_pred"] >= self.confident_wrong)
-            out = _join(out, _reason(wrong, f"confident_wrong>={self.confident_wrong:g}"))
+            out.append(Check("confident_wrong", f"confident_wrong>={self.confident_wrong:g}", ~wrong))
         if self.too_easy is not None:
-            out = _join(out, _reason(scores["base_p_true"] >= self.too_easy, f"too_easy>={self.too_easy:g}"))
+            out.append(Check("too_easy", f"too_easy>={self.too_easy:g}", ~(scores["base_p_true"] >= self.too_easy)))
         return out
 
 
@@ -66,21 +78,44 @@ class ClassCap:
 
     per_level: int
 
-    def reasons(self, scores: pd.DataFrame, survivors: pd.Series) -> pd.Series:
+    def checks(self, scores: pd.DataFrame, survivors: pd.Series) -> list[Check]:
         alive = scores[survivors].sort_values(["text_sim", "synthetic_id"], ascending=[False, True], kind="stable")
         rank = alive.groupby(["label", "image_guidance"]).cumcount()
         over = pd.Series(False, index=scores.index)
         over.loc[rank.index[rank.to_numpy() >= self.per_level]] = True
-        return _reason(over, f"class_cap>{self.per_level}")
+        return [Check("cap", f"class_cap>{self.per_level}", ~over)]
 
 
-def _reason(mask: pd.Series, text: str) -> pd.Series:
-    return pd.Series(np.where(mask.to_numpy(), text, ""), index=mask.index)
+@dataclass(frozen=True)
+class Filtered:
+    """What the filters did: ``scores`` plus ``drop_reason`` ("" when kept) and ``kept``; ``dropped`` has
+    one bool column per rule name, in rule order (True where that rule dropped the image), including
+    the rules that ran and dropped nothing."""
+
+    scores: pd.DataFrame
+    dropped: pd.DataFrame
+
+
+def _drop_reasons(checks: list[Check], index: pd.Index) -> pd.Series:
+    """Per image, the reasons of the checks that drop it, in check order, joined by "+"."""
+    reasons = pd.Series("", index=index)
+    for check in checks:
+        reasons = _join(reasons, pd.Series(np.where(check.keep.to_numpy(), "", check.reason), index=index))
+    return reasons
 
 
 def _join(a: pd.Series, b: pd.Series) -> pd.Series:
     both = (a != "") & (b != "")
     return a.str.cat(b, sep="").where(~both, a + "+" + b)
+
+
+def _dropped_by_rule(checks: list[Check], index: pd.Index) -> pd.DataFrame:
+    """One bool column per check name, in check order; checks of one name (both sides of a band) share it."""
+    columns = list(dict.fromkeys(c.name for c in checks))
+    dropped = pd.DataFrame({name: np.zeros(len(index), dtype=bool) for name in columns}, index=index)
+    for check in checks:
+        dropped[check.name] |= ~check.keep.to_numpy(dtype=bool)
+    return dropped
 
 
 def check_similarities(scores: pd.DataFrame) -> None:
@@ -90,18 +125,24 @@ def check_similarities(scores: pd.DataFrame) -> None:
         raise ValueError(f"NaN similarity for {int(nan.sum())} synthetic images, e.g. {bad}")
 
 
+def run_filters(scores: pd.DataFrame, rules: list, cap: ClassCap | None = None) -> Filtered:
+    """Every rule on ``scores``, then the cap on the survivors."""
+    check_similarities(scores)
+    checks = [check for rule in rules for check in rule.checks(scores)]
+    if cap is not None:
+        survivors = pd.Series(True, index=scores.index)
+        for check in checks:
+            survivors &= check.keep.to_numpy(dtype=bool)
+        checks += cap.checks(scores, survivors)
+    out = scores.copy()
+    out["drop_reason"] = _drop_reasons(checks, scores.index).to_numpy()
+    out["kept"] = out["drop_reason"] == ""
+    return Filtered(out, _dropped_by_rule(checks, scores.index))
+
+
 def apply_filters(scores: pd.DataFrame, rules: list, cap: ClassCap | None = None) -> pd.DataFrame:
     """``scores`` plus ``drop_reason`` ("" when kept) and ``kept``."""
-    check_similarities(scores)
-    reasons = pd.Series("", index=scores.index)
-    for rule in rules:
-        reasons = _join(reasons, rule.reasons(scores))
-    if cap is not None:
-        reasons = _join(reasons, cap.reasons(scores, reasons == ""))
-    out = scores.copy()
-    out["drop_reason"] = reasons.to_numpy()
-    out["kept"] = out["drop_reason"] == ""
-    return out
+    return run_filters(scores, rules, cap).scores
 
 
 def filters_from_config(cfg) -> tuple[list, ClassCap | None]:

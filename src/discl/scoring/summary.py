@@ -1,34 +1,36 @@
-"""Per class and per level: how many synthetic images were made and kept, which rule dropped the
-others, and the mean similarities."""
+"""Per class and per level: how many synthetic images were made and kept, how many each filter rule
+dropped, and the mean similarities. Computed once, by the score stage (score_summary.parquet); the
+report reads it."""
 
 from __future__ import annotations
 
 import pandas as pd
 
-RULE_COLUMNS = {
-    "dropped_text": "text_sim<",
-    "dropped_image": "image_sim",
-    "dropped_confident_wrong": "confident_wrong",
-    "dropped_too_easy": "too_easy",
-    "dropped_cap": "class_cap",
-}
+from ..tables import SCHEMAS
+
+#: The rule columns every score_summary has (docs/schemas.md): a rule that is off dropped nothing there.
+DOCUMENTED_DROPS = [c for c in SCHEMAS["score_summary"].names if c.startswith("dropped_")]
 
 
-def score_summary(scores: pd.DataFrame, class_names: dict[int, str]) -> pd.DataFrame:
-    """One row per (label, image_guidance). An image dropped by two rules counts under both."""
-    frame = scores.copy()
-    # Few distinct reasons exist; parse each once rather than once per image.
-    distinct = {r: str(r).split("+") for r in frame["drop_reason"].unique()}
-    for column, prefix in RULE_COLUMNS.items():
-        flag = {r: any(x.startswith(prefix) for x in parts) for r, parts in distinct.items()}
-        frame[column] = frame["drop_reason"].map(flag).astype(bool)
+def drop_columns(dropped: pd.DataFrame) -> pd.DataFrame:
+    """``dropped`` (one bool column per rule name) as dropped_<name> columns, the documented ones first."""
+    named = dropped.add_prefix("dropped_")
+    columns = list(dict.fromkeys([*DOCUMENTED_DROPS, *named.columns]))
+    return named.reindex(columns=columns, fill_value=False)
+
+
+def score_summary(scores: pd.DataFrame, dropped: pd.DataFrame, class_names: dict[int, str]) -> pd.DataFrame:
+    """One row per (label, image_guidance), from the filters' output (``run_filters``: ``scores`` with
+    ``kept``, and ``dropped`` per rule name). An image dropped by two rules counts under both."""
+    drops = drop_columns(dropped)
+    frame = pd.concat([scores, drops], axis=1)
     frame["text_sim_kept"] = frame["text_sim"].where(frame["kept"])
     frame["image_sim_kept"] = frame["image_sim"].where(frame["kept"])
     grouped = frame.groupby(["label", "image_guidance"], sort=True)
     out = grouped.agg(
         generated=("synthetic_id", "size"),
         kept=("kept", "sum"),
-        **{c: (c, "sum") for c in RULE_COLUMNS},
+        **{c: (c, "sum") for c in drops.columns},
         mean_text_sim=("text_sim", "mean"),
         mean_image_sim=("image_sim", "mean"),
         mean_text_sim_kept=("text_sim_kept", "mean"),

@@ -21,7 +21,7 @@ from ..rundir import RunDir
 from ..scoring.base import Scorer
 from ..scoring.embeddings import EmbeddingStore
 from ..scoring.factory import BACKENDS, create_scorer
-from ..scoring.filters import apply_filters, filters_from_config
+from ..scoring.filters import filters_from_config, run_filters
 from ..scoring.loading import read_image_chunks
 from ..scoring.summary import score_summary
 from ..scoring.tiny_clip import create_tiny_clip, load_tiny_clip, save_tiny_clip, tiny_clip_config, train_tiny_clip
@@ -46,7 +46,7 @@ def embeddings_dir(run: RunDir):
 
 
 def summary_path(run: RunDir):
-    return run.root / "score_summary.parquet"
+    return run.score_summary
 
 
 def captions_for(classes: pd.DataFrame, template: str) -> dict[int, str]:
@@ -255,10 +255,12 @@ def run_score(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True, re
         scores["base_p_pred"] = probs.max(1)
 
     # 4. Filters, the scores table and the summary per class and level.
-    scores = apply_filters(scores, rules, cap)
+    filtered = run_filters(scores, rules, cap)
+    scores = filtered.scores
     write_table(scores, run.scores, "scores", meta={"synthetic": synthetic_digest(synthetic), "scorer": settings})
-    summary = score_summary(scores, dict(zip(classes["label"].astype(int), classes["class_name"])))
-    write_table(summary, summary_path(run), "score_summary")
+    summary = score_summary(scores, filtered.dropped, dict(zip(classes["label"].astype(int), classes["class_name"])))
+    # The same digest as the scores': the report tells a summary of other scores from theirs.
+    write_table(summary, summary_path(run), "score_summary", meta={"synthetic": synthetic_digest(synthetic)})
     echo(f"score: kept {int(scores['kept'].sum())} of {len(scores)} synthetic images "
          f"(text_sim >= {s.text_threshold:g}" + (f", image_sim >= {s.image_threshold:g}" if s.image_threshold is not None else "") + ")")
     return scores
