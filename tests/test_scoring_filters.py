@@ -6,8 +6,14 @@ import pytest
 
 from discl.config import ScorerConfig
 from discl.scoring.embeddings import EmbeddingStore
-from discl.scoring.filters import (BaseModelConfidence, ClassCap, ImageSimInBand, TextSimAtLeast, apply_filters,
-                                   filters_from_config)
+from discl.scoring.filters import (
+    BaseModelConfidence,
+    ClassCap,
+    ImageSimInBand,
+    TextSimAtLeast,
+    apply_filters,
+    filters_from_config,
+)
 from discl.scoring.summary import score_summary
 
 

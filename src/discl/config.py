@@ -23,10 +23,32 @@ from pydantic import Field, Strict, TypeAdapter, ValidationError, model_validato
 from pydantic.dataclasses import dataclass as _pydantic_dataclass
 
 from .config_types import (
-    SECTION, Channels, Cosine, Count, Device, Flag, Float, Fraction, Int, Invalid, Level, Name, NonEmpty, NonNegative, Pair,
-    PipelineDevice, Positive, PositiveFloat, PositiveFraction, TemplateDescription, TemplateName, Text, Triple, Unique, Url,
+    SECTION,
+    Channels,
+    Cosine,
+    Count,
+    Device,
+    Flag,
+    Float,
+    Fraction,
+    Int,
+    Invalid,
+    Level,
+    Name,
+    NonEmpty,
+    NonNegative,
+    Pair,
+    PipelineDevice,
+    Positive,
+    PositiveFloat,
+    PositiveFraction,
+    TemplateDescription,
+    TemplateName,
+    Text,
+    Triple,
+    Unique,
+    Url,
 )
-
 
 #: The curricula train.methods may name, besides fixed-<level>: discl.curricula.CURRICULA, written out
 #: here so that reading a config does not import PyTorch (tests/test_config.py keeps the two equal).

@@ -93,7 +93,7 @@ class _Deadline:
 
         return make
 
-    def __enter__(self) -> "_Deadline":
+    def __enter__(self) -> _Deadline:
         self._timer.start()
         return self
 
@@ -129,7 +129,7 @@ class ChatClient:
     sleep: Callable[[float], None] = time.sleep
 
     @classmethod
-    def from_env(cls, base_url: str, model: str, api_key_env: str | None, **kwargs) -> "ChatClient":
+    def from_env(cls, base_url: str, model: str, api_key_env: str | None, **kwargs) -> ChatClient:
         key = None
         if api_key_env:
             key = os.environ.get(api_key_env)
@@ -187,7 +187,7 @@ class ChatClient:
                 retry_after = err.headers.get("Retry-After") if err.headers else None
                 if retry_after and retry_after.replace(".", "", 1).isdigit():
                     wait = min(self.max_backoff, float(retry_after))
-            except (urllib.error.URLError, TimeoutError, socket.timeout, ConnectionError, http.client.HTTPException) as err:
+            except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as err:
                 reason = getattr(err, "reason", err)
                 last = f"{type(reason).__name__}: {reason}" if not isinstance(reason, str) else reason
             except ValueError as err:  # malformed reply: may be a transient proxy error page

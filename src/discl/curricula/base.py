@@ -68,7 +68,7 @@ class Stage:
                 "class_levels": [list(p) for p in self.class_levels], "augment": [list(p) for p in self.augment]}
 
     @classmethod
-    def from_json(cls, d: dict) -> "Stage":
+    def from_json(cls, d: dict) -> Stage:
         return cls(d["level"], d["epochs"], tuple(d.get("levels", ())),
                    tuple(tuple(p) for p in d.get("class_levels", ())), tuple(tuple(p) for p in d.get("augment", ())))
 

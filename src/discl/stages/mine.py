@@ -19,8 +19,17 @@ from ..curricula import RealOnly
 from ..data import load_dataset_tables
 from ..data.reference_csv import match_to_dataset, read_reference_csv
 from ..data.rows import ImageRows
-from ..mining import (RULES, Judge, drop_excluded_classes, few_shot_mask, fold_ids, hard_rules, judge_task,  # noqa: F401
-                      load_timm_judge, timm_judge_key)  # (RULES, hard_rules re-exported)
+from ..mining import (
+    RULES,
+    Judge,
+    drop_excluded_classes,
+    few_shot_mask,
+    fold_ids,
+    hard_rules,
+    judge_task,
+    load_timm_judge,
+    timm_judge_key,
+)
 from ..rundir import RunDir
 from ..tables import write_table
 from ..training.classifier import create_classifier, load_classifier, save_classifier

@@ -34,7 +34,7 @@ class ClassifierTask:
         self.device = torch.device("cpu")
         self.prior_log = log_prior(class_counts) if loss == "bs" else None
 
-    def to(self, device: torch.device) -> "ClassifierTask":
+    def to(self, device: torch.device) -> ClassifierTask:
         self.device = device
         self.module.to(device)
         if self.prior_log is not None:
