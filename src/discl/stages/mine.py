@@ -126,6 +126,8 @@ def predictions(run: RunDir, cfg: RunConfig, train_rows: pd.DataFrame, progress:
 
 
 def import_hard_csv(run: RunDir, cfg: RunConfig, train_rows: pd.DataFrame, echo=print) -> pd.DataFrame:
+    if cfg.mine.hard_csv is None:
+        raise ValueError("mine.hard_csv is not set: there is no hard-sample CSV to import")
     csv_rows, fmt = read_reference_csv(Path(cfg.mine.hard_csv))
     root = Path(cfg.mine.hard_csv_root) if cfg.mine.hard_csv_root else None
     classes = load_dataset_tables(run)[1]
