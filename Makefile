@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo lint test bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10) and "discl needs Python >= 3.10")'
@@ -18,7 +18,11 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/discl demo
 
-test: $(STAMP)
+# Lint first (fast), so a lint error fails `make test` before the suite runs.
+lint: $(STAMP)
+	$(BIN)/ruff check src tests
+
+test: lint
 	$(BIN)/python -m pytest -q
 
 clean:

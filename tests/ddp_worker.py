@@ -7,13 +7,12 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
+from streams import linear_task, make_data
 
 from discl.config import ClassifierConfig, TrainRuntime
 from discl.curricula import NonAdaptive
 from discl.training import ddp
 from discl.training.loop import train_with_curriculum
-
-from streams import linear_task, make_data
 
 
 def main(images: Path, out: Path) -> None:

@@ -6,11 +6,23 @@ import numpy as np
 import pytest
 import torch
 
-from discl.curricula import (
-    Adaptive, AllSynthetic, CudaCurriculum, CurriculumValidation, FixedLevel, NonAdaptive, PerClassAdaptive,
-    RandomLevel, Stage, augment_image, best_level, create_curriculum, iqr_mean, level_scores,
-)
 from discl.config import CurriculumConfig
+from discl.curricula import (
+    Adaptive,
+    AllSynthetic,
+    CudaCurriculum,
+    CurriculumValidation,
+    FixedLevel,
+    NonAdaptive,
+    PerClassAdaptive,
+    RandomLevel,
+    Stage,
+    augment_image,
+    best_level,
+    create_curriculum,
+    iqr_mean,
+    level_scores,
+)
 
 
 def _unroll(curriculum):

@@ -95,8 +95,7 @@ def test_iwildcam_through_wilds_with_id_and_ood_splits_and_its_macro_f1(tmp_path
 
 
 def test_eval_stage_reports_wilds_metrics_for_iwildcam(tmp_path):
-    from discl.config import RunConfig
-    from discl.config import AugmentConfig
+    from discl.config import AugmentConfig, RunConfig
     from discl.stages.evaluate import load_task, run_wilds_eval
     from discl.training.classifier import create_classifier, save_classifier
     from discl.training.transforms import classifier_transforms

@@ -5,9 +5,9 @@ import torch
 from PIL import Image
 
 from discl.generation.pixel_diffusion import PixelDiffusionGenerator, PixelDiffusionSpec, build_unet, train_pixel_diffusion
-from discl.prompts import PromptBank
 from discl.generation.plan import plan_spectrum
 from discl.generation.runner import pending_rows, run_plan
+from discl.prompts import PromptBank
 from discl.rundir import RunDir
 
 

@@ -3,9 +3,8 @@
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
-
 from click.testing import CliRunner
+from PIL import Image
 
 from discl.cli import main
 from discl.data.image_folder import DatasetError, scan_image_folder
@@ -135,7 +134,7 @@ def test_every_class_of_two_or_more_images_keeps_one_for_training(tmp_path):
     assert all(split[f"Nine/n{i}.png"] == hash_split(_hash_fraction(f"Nine/n{i}.png", 0), 0.1, 0.2) for i in range(12))
     assert split[f"One/{lonely}"] == "test"
     warning = [line for line in result.output.splitlines() if line.startswith("warning:")]
-    assert warning == [f"warning: 1 classes have no training image, so no model can learn them: 'One' (1 image); "
+    assert warning == ["warning: 1 classes have no training image, so no model can learn them: 'One' (1 image); "
                        "a class needs at least 2 images (one stays for training), or give it a train split"]
 
 

@@ -42,7 +42,7 @@ def test_read_images_fits_other_sizes_and_names_broken_files(tmp_path):
 
 def test_read_image_chunks_cover_every_file_once_in_order(tmp_path):
     paths = [str(tmp_path / f"{i}.png") for i in range(23)]
-    for i, p in enumerate(paths):
+    for i in range(len(paths)):
         _write(tmp_path / f"{i}.png", (8, 8), i)
     whole = read_images(paths, 8)
     chunks = list(read_image_chunks(paths, 8, chunk=5))

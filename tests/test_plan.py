@@ -3,8 +3,8 @@ import sys
 
 import pandas as pd
 
-from discl.prompts import PromptBank
 from discl.generation.plan import image_guidance, plan_spectrum, source_folder
+from discl.prompts import PromptBank
 from discl.seeding import stable_seed
 
 
@@ -36,7 +36,10 @@ def test_source_folders_are_safe_and_distinct():
 def test_noise_seed_depends_on_what_identifies_the_image_only():
     a = plan_spectrum(_hard(["a", "b"]), [0.5], [10], 7.5, PromptBank("{name}"), "gen")
     b = plan_spectrum(_hard(["b"]), [0.5, 0.9], [10, 20], 7.5, PromptBank("other {name}"), "gen")
-    seed_of = lambda plan: dict(zip(plan.synthetic_id, plan.noise_seed))
+
+    def seed_of(plan):
+        return dict(zip(plan.synthetic_id, plan.noise_seed))
+
     assert seed_of(a)["b|g050|seed10"] == seed_of(b)["b|g050|seed10"]
     c = plan_spectrum(_hard(["b"]), [0.5], [10], 5.0, PromptBank("{name}"), "gen")
     assert seed_of(c)["b|g050|seed10"] != seed_of(a)["b|g050|seed10"]

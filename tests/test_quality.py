@@ -38,7 +38,10 @@ def test_tiny_clip_zero_shot_beats_chance_by_far(digits):
 
 def test_generator_makes_the_class_it_is_asked_for(digits):
     run, classes, (images, labels), (test_images, test_labels) = digits
-    flat = lambda x: x.float().mean(1).reshape(len(x), -1).numpy() / 255
+
+    def flat(x):
+        return x.float().mean(1).reshape(len(x), -1).numpy() / 255
+
     judge = LogisticRegression(max_iter=2000).fit(flat(images), labels.numpy())
     assert judge.score(flat(test_images), test_labels.numpy()) > 0.9
     generator = train_pixel_diffusion(images, labels, PixelDiffusionSpec(num_classes=10), steps=400, progress=False, inference_steps=20)

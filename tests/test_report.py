@@ -7,9 +7,8 @@ from html.parser import HTMLParser
 
 import pandas as pd
 import pytest
-from PIL import Image
-
 from click.testing import CliRunner
+from PIL import Image
 
 from discl.cli import main
 from discl.report.build import ReportOptions, _thresholds, build_report, choose_grids

@@ -5,8 +5,8 @@ import torch
 
 from discl.scoring.embeddings import EmbeddingStore
 from discl.scoring.filters import ImageSimInBand, TextSimAtLeast, apply_filters
-from discl.stages.score import similarity_frame
 from discl.scoring.tiny_clip import create_tiny_clip, load_tiny_clip, save_tiny_clip, tiny_clip_config, train_tiny_clip
+from discl.stages.score import similarity_frame
 
 
 def _unit(v):

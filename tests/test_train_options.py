@@ -112,8 +112,8 @@ def test_a_full_disk_while_saving_leaves_the_old_model_as_it_was(tmp_path, monke
     import torch
 
     import discl.training.classifier as classifier
-    from discl.training.transforms import classifier_transforms
     from discl.config import AugmentConfig
+    from discl.training.transforms import classifier_transforms
 
     model = classifier.create_classifier("resnet10t", 3, seed=0)
     transforms = classifier_transforms(model, AugmentConfig(), 16)

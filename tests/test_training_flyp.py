@@ -1,10 +1,9 @@
 """FLYP with the demo's tiny open_clip model: contrastive loss against class captions, zero-shot head, WiSE-FT."""
 
+import numpy as np
 import open_clip
 import pytest
 import torch
-
-import numpy as np
 
 from discl.config import ClassifierConfig, DeviceConfig, TrainRuntime
 from discl.curricula import RealOnly

@@ -2,12 +2,11 @@
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-
-import numpy as np
 
 from discl.config import AugmentConfig, ClassifierConfig, TrainRuntime
 from discl.curricula import Adaptive, CurriculumValidation, NonAdaptive

@@ -160,7 +160,6 @@ def _prepare(run, cfg, echo):
 def _train(run, cfg, echo, progress):
     from .stages.train import run_train
     from .training import ddp
-
     from .training.device import resolve_device
 
     # Under torchrun: this process's device (cuda:LOCAL_RANK), then the process group (NCCL on GPUs, gloo on CPU).

@@ -16,17 +16,41 @@ import os
 import typing
 from dataclasses import field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import Field, Strict, TypeAdapter, ValidationError, model_validator
 from pydantic.dataclasses import dataclass as _pydantic_dataclass
+from pydantic_core import ErrorDetails
+from typing_extensions import dataclass_transform  # typing's own is Python >= 3.11; pydantic depends on this
 
 from .config_types import (
-    SECTION, Channels, Cosine, Count, Device, Flag, Float, Fraction, Int, Invalid, Level, Name, NonEmpty, NonNegative, Pair,
-    PipelineDevice, Positive, PositiveFloat, PositiveFraction, TemplateDescription, TemplateName, Text, Triple, Unique, Url,
+    SECTION,
+    Channels,
+    Cosine,
+    Count,
+    Device,
+    Flag,
+    Float,
+    Fraction,
+    Int,
+    Invalid,
+    Level,
+    Name,
+    NonEmpty,
+    NonNegative,
+    Pair,
+    PipelineDevice,
+    Positive,
+    PositiveFloat,
+    PositiveFraction,
+    TemplateDescription,
+    TemplateName,
+    Text,
+    Triple,
+    Unique,
+    Url,
 )
-
 
 #: The curricula train.methods may name, besides fixed-<level>: discl.curricula.CURRICULA, written out
 #: here so that reading a config does not import PyTorch (tests/test_config.py keeps the two equal).
@@ -34,22 +58,25 @@ CURRICULA = ("real-only", "all-synthetic", "non-adaptive", "reverse", "fixed", "
              "adaptive-warmup", "adaptive-per-class", "cuda")
 REAL_DATA_ONLY = ("real-only", "cuda")  # methods without synthetic images (no curriculum period)
 
+_T = TypeVar("_T")
 
-def section(cls):
+
+@dataclass_transform(field_specifiers=(field, Field))  # type checkers: a section is a dataclass
+def section(cls: type[_T]) -> type[_T]:
     """A config section: a dataclass whose fields pydantic validates on construction; a bad value is a
     one-line ConfigError naming the field (``MineConfig(rules=["x"])`` as much as a YAML file)."""
-    cls = _pydantic_dataclass(cls, config=SECTION)
-    init = cls.__init__
+    made: Any = _pydantic_dataclass(cls, config=SECTION)  # pydantic validates its fields
+    init = made.__init__
 
     @functools.wraps(init)
     def __init__(self, *args, **kwargs):
         try:
             init(self, *args, **kwargs)
         except ValidationError as err:
-            raise ConfigError(_first_error(err, {}, cls.__name__)) from None
+            raise ConfigError(_first_error(err, {}, made.__name__)) from None
 
-    cls.__init__ = __init__
-    return cls
+    made.__init__ = __init__
+    return made
 
 
 @section
@@ -475,7 +502,7 @@ def _first_error(err: ValidationError, origins: dict[str, str], where: str = "")
     return _message(errors[0], origins, where) + more
 
 
-def _message(error: dict, origins: dict[str, str], where: str = "") -> str:
+def _message(error: ErrorDetails, origins: dict[str, str], where: str = "") -> str:
     """One line: the key, the value and what is allowed, and where the value came from."""
     loc = (where, *error["loc"]) if where else tuple(error["loc"])
     cause = (error.get("ctx") or {}).get("error")

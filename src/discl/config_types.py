@@ -46,7 +46,8 @@ def _rule(ok, allowed: str, doc: str | None = None):
             raise ValueError(allowed)
         return value
 
-    check.allowed = doc or allowed.removeprefix("must be ")  # what docs/config.md says (scripts/config_doc.py)
+    # What docs/config.md says (scripts/config_doc.py reads it): an attribute of the function, hence the ignore.
+    check.allowed = doc or allowed.removeprefix("must be ")  # type: ignore[attr-defined]
     return AfterValidator(check)
 
 

@@ -105,7 +105,7 @@ class _Deadline:
 
         return make
 
-    def __enter__(self) -> "_Deadline":
+    def __enter__(self) -> _Deadline:
         self._cancel = self._start_timer(self.seconds, self._expire)
         return self
 
@@ -144,7 +144,7 @@ class ChatClient:
     timer: StartTimer = field(default=start_timer, repr=False)
 
     @classmethod
-    def from_env(cls, base_url: str, model: str, api_key_env: str | None, **kwargs) -> "ChatClient":
+    def from_env(cls, base_url: str, model: str, api_key_env: str | None, **kwargs) -> ChatClient:
         key = None
         if api_key_env:
             key = os.environ.get(api_key_env)
@@ -202,7 +202,7 @@ class ChatClient:
                 retry_after = err.headers.get("Retry-After") if err.headers else None
                 if retry_after and retry_after.replace(".", "", 1).isdigit():
                     wait = min(self.max_backoff, float(retry_after))
-            except (urllib.error.URLError, TimeoutError, socket.timeout, ConnectionError, http.client.HTTPException) as err:
+            except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as err:
                 reason = getattr(err, "reason", err)
                 last = f"{type(reason).__name__}: {reason}" if not isinstance(reason, str) else reason
             except ValueError as err:  # malformed reply: may be a transient proxy error page

@@ -20,7 +20,7 @@ from pathlib import Path
 try:
     import fcntl
 except ImportError:  # Windows
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]  # checked before every use
 
 
 class LockHeld(RuntimeError):
@@ -48,7 +48,7 @@ class RunLock:
         self.command = command or " ".join(["discl", *sys.argv[1:2], name])
         self._fd: int | None = None
 
-    def acquire(self, wait: bool = False, on_wait: Callable[[str], None] | None = None) -> "RunLock":
+    def acquire(self, wait: bool = False, on_wait: Callable[[str], None] | None = None) -> RunLock:
         """Take the lock; when held elsewhere, raise LockHeld, or with ``wait`` block until it is free."""
         if fcntl is None:
             return self
@@ -88,7 +88,7 @@ class RunLock:
         os.close(self._fd)
         self._fd = None
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         return self if self._fd is not None else self.acquire()
 
     def __exit__(self, *exc) -> None:

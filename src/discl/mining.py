@@ -141,9 +141,16 @@ class Judge:
     crop_pct: float = 1.0
     interpolation: str = "bicubic"
 
+    def loaded_model(self) -> torch.nn.Module:
+        """The model, which a key-only judge (stages.mine.load_judge(load=False)) does not have."""
+        if self.model is None:
+            raise ValueError(f"judge {self.key!r} has no model loaded (it was made with load=False)")
+        return self.model
+
     @torch.no_grad()
     def predict_proba(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-        self.model.eval()
+        model = self.loaded_model()
+        model.eval()
         mean = torch.tensor(self.mean).view(1, 3, 1, 1)
         std = torch.tensor(self.std).view(1, 3, 1, 1)
         out = []
@@ -151,7 +158,7 @@ class Judge:
             x = images[i : i + batch_size].float() / 255.0
             if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
                 x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", antialias=True, align_corners=False)
-            out.append(self.model((x - mean) / std).softmax(-1))
+            out.append(model((x - mean) / std).softmax(-1))
         return torch.cat(out) if out else torch.zeros((0, 0))
 
 
@@ -183,7 +190,7 @@ def judge_task(judge: Judge):
 
     transforms = saved_classifier_transforms({"input_size": judge.image_size, "mean": judge.mean, "std": judge.std,
                                               "crop_pct": judge.crop_pct, "interpolation": judge.interpolation})
-    return ClassifierTask(judge.model, transforms)
+    return ClassifierTask(judge.loaded_model(), transforms)
 
 
 def timm_judge_key(name: str, weights: Path, image_size: int | None) -> str:

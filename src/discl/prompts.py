@@ -43,7 +43,7 @@ class PromptBank:
         return self.template.format(name=class_name, description=description)
 
     @classmethod
-    def from_json(cls, path: Path, template: str = "a 8k real photo: {description}") -> "PromptBank":
+    def from_json(cls, path: Path, template: str = "a 8k real photo: {description}") -> PromptBank:
         path = Path(path)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from .adaptive import Adaptive, CurriculumValidation, PerClassAdaptive, best_level, iqr_mean, level_scores
-from .base import Curriculum, Evaluate, Stage, split_epochs
+from .base import NOT_OBSERVED, Augment, Curriculum, CurriculumBase, Evaluate, Stage, split_epochs
 from .cuda import CudaCurriculum, augment_image
 from .schedules import AllSynthetic, FixedLevel, NonAdaptive, RandomLevel, RealOnly
 
@@ -63,7 +64,7 @@ def create_curriculum(
     if name in ADAPTIVE:
         if validation is None:
             raise ValueError(f"curriculum {name!r} needs a curriculum validation set")
-        kwargs = dict(stage_length=o.stage_length, warmup=o.warmup or name == "adaptive-warmup",
+        kwargs: dict[str, Any] = dict(stage_length=o.stage_length, warmup=o.warmup or name == "adaptive-warmup",
                       min_level=o.min_level, smoothing=o.smoothing, name=name)
         if name == "adaptive-per-class":
             return PerClassAdaptive(levels, curriculum_epochs, total_epochs, validation, num_classes=num_classes, **kwargs)
@@ -84,7 +85,8 @@ def _level_in(name: str) -> int:
 
 
 __all__ = [
-    "Adaptive", "AllSynthetic", "CURRICULA", "CudaCurriculum", "Curriculum", "CurriculumValidation", "FixedLevel",
+    "Adaptive", "AllSynthetic", "Augment", "CURRICULA", "CudaCurriculum", "Curriculum", "CurriculumBase",
+    "CurriculumValidation", "FixedLevel", "NOT_OBSERVED",
     "Evaluate", "NonAdaptive", "PerClassAdaptive", "RandomLevel", "RealOnly", "Stage",
     "augment_image", "best_level", "create_curriculum", "iqr_mean", "level_scores", "split_epochs",
     "uses_synthetic", "uses_validation",

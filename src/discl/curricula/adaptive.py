@@ -19,10 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
-from .base import Evaluate, Stage, check_levels, check_period
+from .base import CurriculumBase, Evaluate, Stage, check_levels, check_period
 
 
 @dataclass
@@ -82,7 +83,7 @@ def best_level(scores: dict[int, float]) -> int | None:
 
 
 @dataclass
-class Adaptive:
+class Adaptive(CurriculumBase):
     """DisCL's adaptive curriculum over ``levels`` (only those >= ``min_level``).
 
     stage_length: epochs per stage (1 = re-evaluate each time the stage's data has been seen once);
@@ -98,6 +99,7 @@ class Adaptive:
     min_level: int = 0
     smoothing: float = 0.0
     name: str = "adaptive"
+    evaluates: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         check_levels(self.levels)

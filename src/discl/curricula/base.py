@@ -3,23 +3,30 @@
 A stage trains on the real training data plus synthetic images chosen by
 image-guidance level (a percent: 0 = pure text-to-image, 100 = the real image).
 A curriculum is a small object with one job: ``next_stage(history)`` says which
-data the next stage trains on, given the stages so far. Curricula that adapt
-also have ``observe(evaluate)``: the training loop calls it before the first
-stage and at the end of every stage with a function that predicts, with the
+data the next stage trains on, given the stages so far. The training loop calls
+``observe(evaluate)`` at the end of every stage (and, for curricula that adapt,
+``evaluates``, also before the first stage) with a function that predicts, with the
 current model, the image rows at given positions (optionally augmented at given
 strengths), so the curriculum can measure progress. Curricula never hold images:
 they hold row positions, and the loop streams the files.
 Their state is plain JSON (``state_dict`` / ``load_state_dict``), saved in
-checkpoints so a resumed run takes the same decisions.
+checkpoints so a resumed run takes the same decisions. :class:`CurriculumBase`
+gives the defaults of a curriculum that never looks at the model.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:  # for annotations only: the rest of this module needs no PyTorch
+    import torch
+
+#: CUDA's per-class augmentation, applied where images are decoded: uint8 (3, H, W), strength, rng -> uint8.
+Augment = Callable[["torch.Tensor", int, "torch.Generator"], "torch.Tensor"]
 
 
 class Evaluate(Protocol):
@@ -68,15 +75,54 @@ class Stage:
                 "class_levels": [list(p) for p in self.class_levels], "augment": [list(p) for p in self.augment]}
 
     @classmethod
-    def from_json(cls, d: dict) -> "Stage":
+    def from_json(cls, d: dict) -> Stage:
         return cls(d["level"], d["epochs"], tuple(d.get("levels", ())),
                    tuple(tuple(p) for p in d.get("class_levels", ())), tuple(tuple(p) for p in d.get("augment", ())))
 
 
 class Curriculum(Protocol):
+    """Everything the training loop asks of a curriculum."""
+
     name: str
+    #: Whether ``observe`` looks at the model: then the loop also calls it once before the first stage.
+    evaluates: ClassVar[bool]
+
+    @property
+    def augment(self) -> Augment | None:
+        """Per-row augmentation for the data loader (CUDA), or None."""
+        ...
 
     def next_stage(self, history: Sequence[Stage]) -> Stage | None: ...
+
+    def observe(self, evaluate: Evaluate) -> list[dict]:
+        """Rows for the curriculum log, after it has (possibly) looked at the model through ``evaluate``."""
+        ...
+
+    def state_dict(self) -> dict | None: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+#: The curriculum log's row at a stage end for a curriculum that does not evaluate the model.
+NOT_OBSERVED = {"class_label": -1, "level": -1, "progress": float("nan"), "smoothed": float("nan"),
+                "n_images": 0, "n_outliers": 0, "chosen": False}
+
+
+class CurriculumBase:
+    """Defaults for :class:`Curriculum`: a curriculum fixed in advance, which never looks at the model
+    and has no state of its own to checkpoint (it is rebuilt from the settings)."""
+
+    evaluates: ClassVar[bool] = False
+    augment: Augment | None = None
+
+    def observe(self, evaluate: Evaluate) -> list[dict]:
+        return [dict(NOT_OBSERVED)]  # one row per stage end all the same, so the log lists every stage
+
+    def state_dict(self) -> dict | None:
+        return None
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
 
 
 def split_epochs(total: int, parts: int) -> list[int]:

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torchvision.transforms.v2 import functional as TF
 
 from ..seeding import stable_seed
-from .base import Evaluate, Stage
+from .base import CurriculumBase, Evaluate, Stage
 
 
 def _sign(g: torch.Generator) -> float:
@@ -66,7 +67,7 @@ def augment_image(image: torch.Tensor, strength: int, max_strength: int, generat
 
 
 @dataclass
-class CudaCurriculum:
+class CudaCurriculum(CurriculumBase):
     """Per-class augmentation strength that rises while the class is learnt well and falls otherwise.
 
     ``positions`` / ``labels``: the real training rows (positions among the run's image rows);
@@ -82,6 +83,7 @@ class CudaCurriculum:
     probe_per_class: int = 32
     seed: int = 0
     name: str = "cuda"
+    evaluates: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         if not 0 < self.threshold <= 1:

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..seeding import stable_seed
-from .base import Stage, check_levels, check_period, split_epochs
+from .base import CurriculumBase, Stage, check_levels, check_period, split_epochs
 
 
-class _Planned:
+class _Planned(CurriculumBase):
     """A curriculum that is a list of stages laid out at construction."""
 
     _plan: list[Stage]

@@ -113,7 +113,8 @@ def _read_csv(path: Path) -> list[tuple[str, str, str, str]]:
     if "name" not in header or len(keys) != 1:
         raise DatasetError(f"{path}: expected a header with a 'name' column and one of 'label' or 'class_id', got {header}")
     key_col, name_col = header.index(keys[0]), header.index("name")
-    out, seen = [], {}
+    out: list[tuple[str, str, str, str]] = []
+    seen: dict[str, int] = {}
     for line, row in enumerate(rows[1:], start=2):
         if not any(cell.strip() for cell in row):
             continue

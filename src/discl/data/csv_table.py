@@ -24,8 +24,8 @@ def scan_csv(path: Path, path_column: str = "path", label_column: str = "label",
         if column not in table.columns:
             raise DatasetError(f"{path}: no column {column!r} (columns: {list(table.columns)})")
     rows, skipped = [], []
-    for number, row in enumerate(table.itertuples(index=False), start=2):  # line 1 is the header
-        rec = row._asdict()
+    # Records, not itertuples: a namedtuple renames columns that are not identifiers ("file path", "_label").
+    for number, rec in enumerate(table.to_dict("records"), start=2):  # line 1 is the header
         rel, label = rec[path_column].strip(), rec[label_column].strip()
         if not rel or not label:
             raise DatasetError(f"{path}, line {number}: empty {path_column!r} or {label_column!r}")

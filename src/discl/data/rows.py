@@ -29,12 +29,12 @@ class ImageRows:
             raise ValueError(f"{len(encoded)} paths but {len(self.labels)} labels")
 
     @classmethod
-    def from_frame(cls, frame: pd.DataFrame, resolve_all) -> "ImageRows":
+    def from_frame(cls, frame: pd.DataFrame, resolve_all) -> ImageRows:
         """Rows of a table with ``path`` and ``label`` columns; ``resolve_all`` makes paths absolute."""
         return cls(resolve_all(frame["path"].tolist()), frame["label"].to_numpy(dtype="int64"))
 
     @classmethod
-    def concat(cls, parts: Sequence["ImageRows"]) -> "ImageRows":
+    def concat(cls, parts: Sequence[ImageRows]) -> ImageRows:
         out = cls([], [])
         blobs, offsets, shift = [], [np.zeros(1, dtype=np.int64)], 0
         for part in parts:

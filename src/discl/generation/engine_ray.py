@@ -18,8 +18,8 @@ class GenerateActor:
 
     def __init__(self, config: dict, run_root: str, source_paths: dict, source_size: tuple[int, int] | None):
         from ..rundir import RunDir
-        from .sources import SourceImages
         from ..stages.generate import make_worker
+        from .sources import SourceImages
 
         self.run = RunDir(Path(run_root))
         self.generator, self.refine = make_worker(self.run, config)

@@ -23,7 +23,6 @@ from tqdm.auto import tqdm
 
 from .base import check_request
 
-
 #: Images denoised per UNet call (x2 for guidance): always this many, see img2img.
 UNET_CHUNK = 16
 
@@ -136,7 +135,7 @@ class PixelDiffusionGenerator:
         (folder / "generator.json").write_text(json.dumps(meta, indent=2, default=list))
 
     @classmethod
-    def load(cls, folder: Path, inference_steps: int = 25) -> "PixelDiffusionGenerator":
+    def load(cls, folder: Path, inference_steps: int = 25) -> PixelDiffusionGenerator:
         folder = Path(folder)
         meta = json.loads((folder / "generator.json").read_text())
         spec = PixelDiffusionSpec(**{**meta["spec"], "block_out_channels": tuple(meta["spec"]["block_out_channels"])})

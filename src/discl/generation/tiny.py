@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -36,7 +37,7 @@ def write_clip_tokenizer(folder: Path):
 def _text_config(tok, projection: bool):
     from transformers import CLIPTextConfig
 
-    extra = {"projection_dim": 32, "hidden_act": "gelu"} if projection else {}
+    extra: dict[str, Any] = {"projection_dim": 32, "hidden_act": "gelu"} if projection else {}
     return CLIPTextConfig(
         vocab_size=len(tok), hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
         max_position_embeddings=77, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,

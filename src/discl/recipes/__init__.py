@@ -42,7 +42,7 @@ def reference_notes(name: str) -> dict:
 
 def flatten(values: dict, prefix: str = "") -> dict:
     """{"train": {"classifier": {"lr": 1e-3}}} -> {"train.classifier.lr": 1e-3}."""
-    out = {}
+    out: dict = {}
     for key, value in values.items():
         if isinstance(value, dict) and value:
             out |= flatten(value, f"{prefix}{key}.")

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..generation.store import synthetic_digest
 from ..metrics import BUCKETS
 from ..rundir import RunDir
 from ..seeding import stable_seed
-from ..generation.store import synthetic_digest
 from ..tables import read_table, table_meta
 from . import plots
 from .images import png_data_uri, thumbnail

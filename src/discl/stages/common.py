@@ -10,7 +10,6 @@ from ..config import ClassifierConfig
 from ..rundir import RunDir
 from ..training.classifier import load_classifier
 
-
 # Settings that change how fast a model trains or what is printed, never its weights: a checkpoint
 # written under other values of these is resumed from, and a saved model stays valid.
 RESULT_NEUTRAL = ("methods", "resume", "device", "num_workers", "eval_batch_size", "eval_every",

@@ -90,7 +90,7 @@ def _cell(values: pd.Series) -> str:
 def compare_table(frame: pd.DataFrame) -> str:
     """Rows = loss + method in the order run; columns = Many, Medium, Few, Overall (mean ± std over seeds), Val."""
     lines = []
-    names = [f"{LOSS_NAMES.get(l, l)} {m}" for l, m in frame[["loss", "method"]].drop_duplicates().itertuples(index=False)]
+    names = [f"{LOSS_NAMES.get(loss, loss)} {m}" for loss, m in frame[["loss", "method"]].drop_duplicates().itertuples(index=False)]
     width = max(len("Method"), *map(len, names))
     wilds = "ood_macro_f1" in frame and frame["ood_macro_f1"].notna().any()
     head = ["Many", "Medium", "Few", "Overall", "Val (overall)"] + (["OOD macro F1", "ID macro F1"] if wilds else [])

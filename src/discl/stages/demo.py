@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 
 from ..config import RunConfig, save_config
+from ..metrics import paper_table
 from ..rundir import RunDir
 from ..tables import read_table
-from ..metrics import paper_table
 from .evaluate import run_eval
 from .generate import run_generate
 from .mine import run_mine

@@ -9,8 +9,8 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from dataclasses import asdict
+from pathlib import Path
 
 import pandas as pd
 from PIL import Image
@@ -22,9 +22,9 @@ from ..generation.factory import create_generator, generator_name
 from ..generation.pixel_diffusion import PixelDiffusionGenerator, PixelDiffusionSpec, train_pixel_diffusion
 from ..generation.plan import plan_spectrum
 from ..generation.runner import run_plan
+from ..generation.settings import changes, digest, planned_size, read_record, write_record
 from ..generation.shards import parse_shard, select_shard
 from ..generation.sources import SourceImages
-from ..generation.settings import changes, digest, planned_size, read_record, write_record
 from ..generation.store import PartStore, current, done_rows, stale
 from ..lock import RunLock
 from ..prompts import PromptBank, demo_text_warning

@@ -19,8 +19,17 @@ from ..curricula import RealOnly
 from ..data import load_dataset_tables
 from ..data.reference_csv import match_to_dataset, read_reference_csv
 from ..data.rows import ImageRows
-from ..mining import (RULES, Judge, drop_excluded_classes, few_shot_mask, fold_ids, hard_rules, judge_task,  # noqa: F401
-                      load_timm_judge, timm_judge_key)  # (RULES, hard_rules re-exported)
+from ..mining import (
+    RULES,
+    Judge,
+    drop_excluded_classes,
+    few_shot_mask,
+    fold_ids,
+    hard_rules,
+    judge_task,
+    load_timm_judge,
+    timm_judge_key,
+)
 from ..rundir import RunDir
 from ..tables import write_table
 from ..training.classifier import create_classifier, load_classifier, save_classifier
@@ -117,6 +126,8 @@ def predictions(run: RunDir, cfg: RunConfig, train_rows: pd.DataFrame, progress:
 
 
 def import_hard_csv(run: RunDir, cfg: RunConfig, train_rows: pd.DataFrame, echo=print) -> pd.DataFrame:
+    if cfg.mine.hard_csv is None:
+        raise ValueError("mine.hard_csv is not set: there is no hard-sample CSV to import")
     csv_rows, fmt = read_reference_csv(Path(cfg.mine.hard_csv))
     root = Path(cfg.mine.hard_csv_root) if cfg.mine.hard_csv_root else None
     classes = load_dataset_tables(run)[1]

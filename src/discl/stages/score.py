@@ -16,6 +16,9 @@ from tqdm.auto import tqdm
 
 from ..config import RunConfig
 from ..data import foundation_rows, load_dataset_tables, load_split
+from ..generation.settings import changes
+from ..generation.store import embedding_ids, synthetic_digest
+from ..lock import RunLock
 from ..prompts import demo_text_warning
 from ..rundir import RunDir
 from ..scoring.base import Scorer
@@ -25,9 +28,6 @@ from ..scoring.filters import filters_from_config, run_filters
 from ..scoring.loading import read_image_chunks
 from ..scoring.summary import score_summary
 from ..scoring.tiny_clip import create_tiny_clip, load_tiny_clip, save_tiny_clip, tiny_clip_config, train_tiny_clip
-from ..generation.settings import changes
-from ..generation.store import embedding_ids, synthetic_digest
-from ..lock import RunLock
 from ..tables import read_table, table_meta, write_table
 from . import cache
 from .common import fingerprint

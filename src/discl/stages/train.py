@@ -29,6 +29,7 @@ from ..training.tasks import ClassifierTask
 from ..training.transforms import classifier_transforms
 from .common import method_settings
 
+
 def kept_synthetic(run: RunDir) -> pd.DataFrame:
     """Synthetic images that passed the filter, with their image-guidance level."""
     from .score import scores_match

@@ -43,7 +43,7 @@ class FlypTask:
         self.device = torch.device("cpu")
         self._head: torch.Tensor | None = None
 
-    def to(self, device: torch.device) -> "FlypTask":
+    def to(self, device: torch.device) -> FlypTask:
         from . import ddp
 
         self.device = device

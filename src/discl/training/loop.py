@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from ..config import ClassifierConfig, TrainRuntime
@@ -134,7 +135,7 @@ class Trainer:
         self.optimizer = create_optimizer(optim.optimizer, task.module.parameters(), optim.lr, optim.weight_decay, optim.momentum)
         self.scaler = grad_scaler(self.device, runtime.precision)
         self.stream = ImageStream(data.rows, task.transforms, runtime, self.device,
-                                  augment=getattr(curriculum, "augment", None), seed=stable_seed("loader", self.seed))
+                                  augment=curriculum.augment, seed=stable_seed("loader", self.seed))
         self.state = _Run()
         self.settings = json.loads(json.dumps(settings or {}, default=str))
         self.out_dir = Path(out_dir) if out_dir is not None else None
@@ -152,18 +153,17 @@ class Trainer:
         self.state.load(meta["run"])
         if meta.get("scaler"):
             self.scaler.load_state_dict(meta["scaler"])
-        if meta.get("curriculum") is not None:
+        if meta.get("curriculum") is not None:  # None: a curriculum without state (CurriculumBase)
             self.curriculum.load_state_dict(meta["curriculum"])
         if 0 < self.state.epoch < self.optim.epochs or self.state.batch:
             where = f" and {self.state.batch} steps" if self.state.batch else ""
             self.echo(f"{self.method}: resuming after epoch {self.state.epoch}{where} of {self.optim.epochs} ({self.checkpoint})")
 
     def save(self) -> None:
-        if self.checkpoint is None or not ddp.is_main():
+        if self.checkpoint is None or self.out_dir is None or not ddp.is_main():  # both set or neither
             return
-        cur = self.curriculum.state_dict() if hasattr(self.curriculum, "state_dict") else None
         save_checkpoint(self.checkpoint, self.task.module, self.optimizer, rng_states(self.device),
-                        {"settings": self.settings, "run": self.state.to_json(), "curriculum": cur,
+                        {"settings": self.settings, "run": self.state.to_json(), "curriculum": self.curriculum.state_dict(),
                          "scaler": self.scaler.state_dict()})
         _write_json_lines(self.state.log, self.out_dir / METRICS)
         write_curriculum_log(self.state.curriculum_log, self.out_dir / CURRICULUM_LOG)
@@ -227,7 +227,9 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         for i, (xc, yc, vc) in enumerate(parts):
             sync = i == len(parts) - 1 or not ddp.active()
-            with (contextlib.nullcontext() if sync else self.ddp_net.no_sync()):
+            # ddp_net is a DistributedDataParallel exactly when ddp.active(): only the last micro-batch syncs.
+            with (self.ddp_net.no_sync() if not sync and isinstance(self.ddp_net, DistributedDataParallel)
+                  else contextlib.nullcontext()):
                 with autocast(self.device, self.runtime.precision):
                     loss, logits = self.task.loss(xc, yc, vc)
                 share = 1.0 / len(parts) if self.task.loss_is_global else len(yc) / len(y)
@@ -293,9 +295,9 @@ class Trainer:
 
     # -- the run
     def run(self, stop_after: int | None = None, stop_after_steps: int | None = None) -> list[dict]:
-        state, observe = self.state, getattr(self.curriculum, "observe", None)
-        if observe is not None and not state.started:
-            self._record(observe(self.evaluate), -1, "start")
+        state = self.state
+        if self.curriculum.evaluates and not state.started:
+            self._record(self.curriculum.observe(self.evaluate), -1, "start")
         state.started = True
         total = self.optim.epochs
         bar = tqdm(total=total, initial=state.epoch, desc=f"train {self.method}", leave=False,
@@ -346,15 +348,12 @@ class Trainer:
             "seconds": sums["seconds"], "eval_seconds": 0.0,
         })
         if self.data.select is not None:
-            self._select()
+            self._select(self.data.select)
         state.epoch += 1
         state.done_in_stage += 1
         if state.done_in_stage >= stage.epochs or state.epoch >= self.optim.epochs:
             t0 = time.perf_counter()
-            observe = getattr(self.curriculum, "observe", None)
-            records = observe(self.evaluate) if observe is not None else [
-                {"class_label": -1, "level": -1, "progress": float("nan"), "smoothed": float("nan"),
-                 "n_images": 0, "n_outliers": 0, "chosen": False}]
+            records = self.curriculum.observe(self.evaluate)  # CurriculumBase: one NOT_OBSERVED row
             state.log[-1]["eval_seconds"] = time.perf_counter() - t0
             self._record(records, len(state.history), stage.describe())
             state.history.append(stage)
@@ -364,9 +363,9 @@ class Trainer:
     def _best_path(self) -> Path | None:
         return self.out_dir / BEST if self.out_dir is not None else None
 
-    def _select(self) -> None:
+    def _select(self, select: np.ndarray) -> None:
         """Keep this epoch's weights when its accuracy on the selection rows is the best so far."""
-        accuracy = self.evaluate(self.data.select).accuracy(self.data.rows.labels[self.data.select])
+        accuracy = self.evaluate(select).accuracy(self.data.rows.labels[select])
         self.state.log[-1]["select_acc"] = accuracy
         if self.state.best and not accuracy > self.state.best["accuracy"]:
             return

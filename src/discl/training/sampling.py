@@ -109,7 +109,7 @@ class Keys:
 
     @classmethod
     def make(cls, rows: np.ndarray, draws: np.ndarray | None = None, strengths: np.ndarray | None = None,
-             variants: np.ndarray | None = None, train: bool = False) -> "Keys":
+             variants: np.ndarray | None = None, train: bool = False) -> Keys:
         n = len(rows)
         zeros = np.zeros(n, dtype=np.int64)
         return cls(np.asarray(rows, dtype=np.int64), zeros if draws is None else np.asarray(draws, dtype=np.int64),

@@ -26,15 +26,17 @@ class ClassifierTask:
             raise ValueError(f"unknown Balanced Softmax prior {bs_prior!r}; known: ['real', 'stage']")
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; known: {list(LOSSES)}")
+        if loss == "bs" and class_counts is None:  # was a TypeError inside log_prior
+            raise ValueError("the Balanced Softmax loss needs class_counts")
         self.module = model
         self.net = model
         self.transforms = transforms
         self.loss_name = loss
         self.bs_prior = bs_prior
         self.device = torch.device("cpu")
-        self.prior_log = log_prior(class_counts) if loss == "bs" else None
+        self.prior_log = log_prior(class_counts) if class_counts is not None and loss == "bs" else None
 
-    def to(self, device: torch.device) -> "ClassifierTask":
+    def to(self, device: torch.device) -> ClassifierTask:
         self.device = device
         self.module.to(device)
         if self.prior_log is not None:
