@@ -60,3 +60,32 @@ def test_tiny_clip_embeds_trains_and_round_trips(tmp_path):
     loaded = load_tiny_clip(tmp_path / "clip")
     assert torch.allclose(loaded.embed_images(images[:4]), scorer.embed_images(images[:4]), atol=1e-6)
     assert torch.allclose(loaded.embed_texts(["a dark square"]), scorer.embed_texts(["a dark square"]), atol=1e-6)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3, 5, 10, 11, 600])
+def test_tiny_clip_schedule_runs_for_any_number_of_steps(steps):
+    """OneCycleLR divides by its phases' lengths: a short score.train_steps must not crash, and long runs
+    keep the 10% warm-up the demo's figures were made with."""
+    import torch
+
+    from discl.scoring.tiny_clip import _one_cycle
+
+    def lrs(schedule_for):
+        model = torch.nn.Linear(2, 2)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        schedule, seen = schedule_for(optimizer), []
+        for _ in range(steps):
+            seen.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            schedule.step()
+        return seen
+
+    ours = lrs(lambda o: _one_cycle(o, 1e-3, steps))
+    assert len(ours) == steps and all(0 < lr <= 1e-3 * (1 + 1e-6) for lr in ours)
+    if steps < 3:
+        assert ours == [1e-3] * steps  # too short to warm up: a constant rate
+    elif 0.1 * steps <= 1:
+        assert ours[1] == pytest.approx(1e-3, rel=1e-6)  # one warm-up step, then the peak
+    if 0.1 * steps > 1:
+        reference = lrs(lambda o: torch.optim.lr_scheduler.OneCycleLR(o, max_lr=1e-3, total_steps=steps, pct_start=0.1))
+        assert ours == reference

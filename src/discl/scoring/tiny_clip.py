@@ -82,6 +82,15 @@ def random_shift(images: torch.Tensor, generator: torch.Generator, pad: int = 1)
     return padded[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
 
 
+def _one_cycle(optimizer: torch.optim.Optimizer, lr: float, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """One-cycle schedule with 10% warm-up. OneCycleLR divides by each phase's length in steps, so very
+    short runs get a warm-up of at least one step, and runs of 1-2 steps a constant rate."""
+    if steps < 3:
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    pct = 0.1 if 0.1 * steps > 1 else 2 / steps
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=pct)
+
+
 def train_tiny_clip(
     scorer: OpenClipScorer,
     images: torch.Tensor,
@@ -98,7 +107,7 @@ def train_tiny_clip(
     tokens = scorer.tokenizer(list(captions))
     loss_fn = open_clip.ClipLoss()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=max(1, steps), pct_start=0.1)
+    schedule = _one_cycle(optimizer, lr, steps)
     for _ in tqdm(range(steps), desc="train CLIP", disable=not progress, leave=False):
         idx = torch.randperm(len(images), generator=generator)[:batch_size]
         pixels = scorer.preprocess(random_shift(images[idx], generator))
