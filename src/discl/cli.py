@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from contextlib import contextmanager
@@ -10,9 +9,10 @@ from pathlib import Path
 
 import click
 
-from .config import ConfigError, load_config, save_config
-from .lock import LockHeld, RunLock, busy
+from .config import ConfigError, load_config
+from .lock import LockHeld
 from .rundir import RunDir
+from .session import generate_locks, report_session, stage_session
 
 
 def _options(fn):
@@ -42,63 +42,13 @@ def _recipe() -> str | None:
     return ctx.meta.get("discl.recipe") if ctx is not None else None
 
 
-def _is_main_process() -> bool:
-    """Under torchrun every rank runs the command; only rank 0 takes locks and writes config.yaml."""
-    return os.environ.get("RANK", "0") == "0"
-
-
-def _check_run_dir(run: RunDir, creates: bool) -> None:
-    if run.root.exists() and not run.root.is_dir():
-        raise ConfigError(f"{run.root} is not a directory")
-    if not creates and not run.root.is_dir():
-        raise ConfigError(f"run directory {run.root} does not exist; `discl prepare {run.root}` makes one "
-                          "(no other stage creates a run directory)")
-
-
-def _restore(path: Path, content: bytes | None) -> None:
-    """Put back what config.yaml held before the command (atomically), or remove it if there was none."""
-    if content is None:
-        path.unlink(missing_ok=True)
-        return
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.restore")
-    tmp.write_bytes(content)
-    tmp.replace(path)
-
-
 @contextmanager
 def _session(run_dir: Path, config_file, overrides, lock: str, creates: bool = False, others: str | None = None,
              saves: bool = True):
-    """What every stage command does around its work, in this order: check the settings (writing
-    nothing), take the stage's lock, save config.yaml (unless ``saves`` is False: a dry run); if the
-    command fails with an error, config.yaml is put back as it was, so a bad setting is never the
-    base of later runs."""
-    run = RunDir(run_dir)
-    _check_run_dir(run, creates)
-    cfg = load_config(run.root if run.root.is_dir() else None, config_file, overrides, _recipe())
-    if not _is_main_process():
+    """The shared stage session (session.py) with this command's --recipe."""
+    with stage_session(run_dir, lock, config_file=config_file, overrides=overrides, recipe=_recipe(), creates=creates,
+                       others=others, saves=saves) as (run, cfg):
         yield run, cfg
-        return
-    created = not run.root.exists()
-    run.root.mkdir(parents=True, exist_ok=True)
-    try:
-        with RunLock(run.root, lock):
-            holder = busy(run.root, others) if others else None
-            if holder:
-                raise LockHeld(holder)
-            before = run.config.read_bytes() if run.config.exists() else None
-            if saves:
-                save_config(cfg, run.root)
-            try:
-                yield run, cfg
-            except Exception:
-                _restore(run.config, before)
-                raise
-    except LockHeld as held:
-        raise LockHeld(f"{run.root} is busy: {held}; wait for that command to end"
-                       + (", or give each process its own --shard I/N" if lock.startswith("generate") else "")) from None
-    finally:
-        if created and not any(run.root.iterdir()):
-            run.root.rmdir()  # a prepare that failed leaves no empty run directory behind
 
 
 def _stage(name: str, help_text: str, needs_progress: bool = True, creates: bool = False):
@@ -158,19 +108,9 @@ def _prepare(run, cfg, echo):
 
 
 def _train(run, cfg, echo, progress):
-    from .stages.train import run_train
-    from .training import ddp
-    from .training.device import resolve_device
+    from .stages.train import run_train_from_env
 
-    # Under torchrun: this process's device (cuda:LOCAL_RANK), then the process group (NCCL on GPUs, gloo on CPU).
-    ddp.init_from_env(resolve_device(cfg.train.device, "train.device"))
-    try:
-        run_train(run, cfg, echo if ddp.is_main() else (lambda *_: None), progress)
-    finally:
-        if ddp.active():
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
+    run_train_from_env(run, cfg, echo, progress)
 
 
 def _eval(run, cfg, echo):
@@ -194,13 +134,8 @@ def report(run_dir, out, max_grids, method, baseline):
     """Write one self-contained HTML file: spectra, filter statistics, curriculum, training curves, results."""
     from .report.build import ReportOptions, build_report
 
-    run = RunDir(run_dir)
-    _check_run_dir(run, creates=False)
-    try:
-        with RunLock(run.root, "report"):
-            path = build_report(run, out, ReportOptions(max_grids=max_grids, method=method, baseline=baseline))
-    except LockHeld as held:
-        raise LockHeld(f"{run.root} is busy: {held}; wait for that command to end") from None
+    with report_session(run_dir) as run:
+        path = build_report(run, out, ReportOptions(max_grids=max_grids, method=method, baseline=baseline))
     click.echo(f"report: {path}")
 
 
@@ -257,9 +192,7 @@ def generate(run_dir, dry_run, shard, engine, config_file, overrides, no_progres
     from .generation.shards import parse_shard
     from .stages.generate import run_generate
 
-    index, count = parse_shard(shard)
-    # Shards lock apart and may run side by side; the whole plan may not run beside any shard.
-    lock, others = ("generate", "generate-shard-*") if count == 1 else (f"generate-shard-{index}-of-{count}", "generate")
+    lock, others = generate_locks(parse_shard(shard))
     with _session(run_dir, config_file, overrides, lock, others=others, saves=not dry_run) as (run, cfg):
         if engine:  # for this invocation only, not saved in config.yaml
             cfg.generate.engine = engine

@@ -647,6 +647,15 @@ def load_config(
     return config_from_dict(values, origins)
 
 
+def with_overrides(config: RunConfig, overrides: list[str] | tuple[str, ...]) -> RunConfig:
+    """``config`` with ``overrides`` (``section.key=value``, as ``--set`` takes them) applied; validated as a whole."""
+    values = config.to_dict()
+    origins: dict[str, str] = {}
+    for text in overrides:
+        _merge(values, parse_override(text), "--set", origins)
+    return config_from_dict(values, origins)
+
+
 def save_config(config: RunConfig, run_dir: Path) -> Path:
     """Write RUN/config.yaml atomically (temp file + rename): a crash leaves the old file or the new one."""
     path = Path(run_dir) / "config.yaml"

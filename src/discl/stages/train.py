@@ -219,3 +219,18 @@ def run_train(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True) ->
         logs.append(pd.DataFrame(log))
         echo(f"train {method}: {len(log)} epochs, final val accuracy {100 * log[-1]['val_acc']:.2f}%")
     return pd.concat(logs, ignore_index=True)
+
+
+def run_train_from_env(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True) -> pd.DataFrame:
+    """run_train in this process, or as one rank under torchrun: this process's device (cuda:LOCAL_RANK),
+    then the process group (NCCL on GPUs, gloo on CPU); only rank 0 echoes."""
+    from ..training.device import resolve_device
+
+    ddp.init_from_env(resolve_device(cfg.train.device, "train.device"))
+    try:
+        return run_train(run, cfg, echo if ddp.is_main() else (lambda *_: None), progress)
+    finally:
+        if ddp.active():
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
