@@ -20,7 +20,7 @@ demo: $(STAMP)
 
 # Lint first (fast), so a lint error fails `make test` before the suite runs.
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests bench scripts
 
 test: lint
 	$(BIN)/python -m pytest -q

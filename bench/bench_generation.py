@@ -55,7 +55,7 @@ class UNetTimer:
         self.totals.calls += 1
         self.totals.samples += len(args[0])
 
-    def take(self) -> "UNetTimer.Totals":
+    def take(self) -> UNetTimer.Totals:
         out, self.totals = self.totals, self.Totals()
         return out
 

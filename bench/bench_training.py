@@ -139,9 +139,9 @@ def side_discl(args) -> dict:
         log = pd.read_parquet(run / "train" / "real-only" / "log.parquet")
         seconds, images = float(log["seconds"].sum()), int(log["n_seen"].sum())
     else:
-        from discl.stages.evaluate import load_task, predict_split
         from discl.config import load_config
         from discl.rundir import RunDir
+        from discl.stages.evaluate import load_task, predict_split
 
         rd = RunDir(run)
         cfg = load_config(rd.root, None, _settings(args))
