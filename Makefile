@@ -21,6 +21,7 @@ demo: $(STAMP)
 # Lint first (fast), so a lint error fails `make test` before the suite runs.
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
+	$(BIN)/mypy src
 
 test: lint
 	$(BIN)/python -m pytest -q
