@@ -18,9 +18,10 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/discl demo
 
-# Lint first (fast), so a lint error fails `make test` before the suite runs.
+# Lint and type-check first (under a minute), so an error there fails `make test` before the suite runs.
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/mypy src
 
 test: lint
 	$(BIN)/python -m pytest -q

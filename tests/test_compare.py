@@ -8,7 +8,9 @@ import pandas as pd
 import pytest
 
 from discl.cli import main
-from discl.stages.compare import compare_table
+from discl.config import RunConfig
+from discl.rundir import RunDir
+from discl.stages.compare import compare_table, run_compare
 
 
 @pytest.mark.slow
@@ -46,3 +48,9 @@ def test_compare_table_mean_and_std():
     lines = compare_table(frame).splitlines()
     assert "| CE m" in lines[2] and lines[2].count("20.00 ± 10.00") == 4 and "51.00 ± 1.00" in lines[2]
     assert "3 seeds" in lines[-1]
+
+
+def test_compare_refuses_an_unknown_loss_before_training(tmp_path):
+    # checked before the run directory is read: nothing is trained for the losses named before it
+    with pytest.raises(ValueError, match="unknown loss 'focal'"):
+        run_compare(RunDir(tmp_path), RunConfig(), ["real-only"], [0], ["ce", "focal"])

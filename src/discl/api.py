@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from .config import RunConfig, with_overrides
 from .session import generate_locks, report_session, stage_session
@@ -97,7 +97,7 @@ def prompts(run_dir: PathLike, config: RunConfig | None = None, *, recipe: str |
 
 def generate(run_dir: PathLike, config: RunConfig | None = None, *, recipe: str | None = None,
              config_file: PathLike | None = None, overrides: Iterable[str] = (), echo: Echo = print, progress: bool = True,
-             dry_run: bool = False, shard: str | None = None, engine: str | None = None) -> pd.DataFrame:
+             dry_run: bool = False, shard: str | None = None, engine: Literal["local", "ray"] | None = None) -> pd.DataFrame:
     """`discl generate`: the spectrum of synthetic images for every hard sample (``generate.*``).
 
     Reads ``hard.parquet``; writes ``synthetic/``, ``synthetic.parquet`` and ``config.yaml``. ``dry_run``
@@ -107,6 +107,8 @@ def generate(run_dir: PathLike, config: RunConfig | None = None, *, recipe: str 
     from .generation.shards import parse_shard
     from .stages.generate import run_generate
 
+    if engine not in (None, "local", "ray"):  # checked here: the assignment below bypasses config validation
+        raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
     lock, others = generate_locks(parse_shard(shard))
     settings = _settings("generate", config, recipe, config_file, overrides)
     with stage_session(run_dir, lock, others=others, saves=not dry_run, **settings) as (run, cfg):

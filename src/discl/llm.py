@@ -44,6 +44,14 @@ class _Redirected(Exception):
         self.code, self.location = code, location
 
 
+class _HTTPStatus(Exception):
+    """An HTTP error status, with the start of its body (read before the deadline closes the connection)."""
+
+    def __init__(self, err: urllib.error.HTTPError, detail: bytes):
+        super().__init__(f"HTTP {err.code} {err.reason}")
+        self.code, self.reason, self.headers, self.detail = err.code, err.reason, err.headers, detail
+
+
 class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, req, fp, code, msg, headers, newurl):
         fp.close()
@@ -163,14 +171,13 @@ class ChatClient:
         return urllib.request.Request(self.base_url.rstrip("/") + "/chat/completions", data=payload, headers=headers, method="POST")
 
     def _post(self, payload: bytes) -> bytes:
-        """One request under one deadline: the reply body, or HTTPError / a transport error."""
+        """One request under one deadline: the reply body, or _HTTPStatus / a transport error."""
         with _Deadline(self.timeout, self.timer) as deadline:
             try:
                 with _opener(deadline).open(self._request(payload), timeout=self.timeout) as reply:
                     body = reply.read(MAX_REPLY_BYTES + 1)
             except urllib.error.HTTPError as err:
-                err.detail = err.read(300) if not deadline.expired.is_set() else b""
-                raise
+                raise _HTTPStatus(err, err.read(300) if not deadline.expired.is_set() else b"") from err
             except (OSError, http.client.HTTPException):
                 if deadline.expired.is_set():
                     raise TimeoutError(f"no complete reply within {self.timeout:g} s") from None
@@ -194,8 +201,8 @@ class ChatClient:
                     f"{self.base_url}: the server redirects (HTTP {moved.code}) to {self._redact(moved.location)}; redirects are "
                     "not followed, as they would carry the API key along: set prompts.base_url to the final address",
                     transport=False) from None
-            except urllib.error.HTTPError as err:
-                detail = self._redact(getattr(err, "detail", b"").decode("utf-8", "replace"))
+            except _HTTPStatus as err:
+                detail = self._redact(err.detail.decode("utf-8", "replace"))
                 last = f"HTTP {err.code} {err.reason}: {detail}".strip()
                 if err.code not in RETRY_STATUS:
                     raise LLMError(f"{self.base_url}: {last}", transport=False) from None

@@ -99,7 +99,7 @@ def fold_ids(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
     return out
 
 
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """safetensors, or a torch checkpoint read with weights_only=True (tensors only, nothing unpickled)."""
     path = Path(path)
     if not path.exists():

@@ -190,7 +190,7 @@ SCHEMAS: dict[str, pa.Schema] = {
 META_KEY = b"discl"
 
 #: Columns added after a table's first release, and the value rows written before them get.
-LATER_COLUMNS: dict[str, dict[str, object]] = {"synthetic": {"fingerprint": ""}, "train_log": {"select_acc": float("nan")}}
+LATER_COLUMNS: dict[str, dict[str, str | float]] = {"synthetic": {"fingerprint": ""}, "train_log": {"select_acc": float("nan")}}
 
 
 #: Value ranges checked on read (NaN stands for "not computed" and passes): a table that breaks one is

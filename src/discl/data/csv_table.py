@@ -14,7 +14,7 @@ from .image_folder import DatasetError, hash_splits
 SPLITS = {"train", "val", "test"}
 
 
-def scan_csv(path: Path, path_column: str = "path", label_column: str = "label", split_column: str = "split",
+def scan_csv(path: str | Path, path_column: str = "path", label_column: str = "label", split_column: str = "split",
              val_fraction: float = 0.1, test_fraction: float = 0.2, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     path = Path(path)
     if not path.is_file():

@@ -73,7 +73,7 @@ def _hash_fraction(text: str, seed: int) -> float:
 
 
 def scan_image_folder(
-    root: Path, val_fraction: float = 0.1, test_fraction: float = 0.2, seed: int = 0
+    root: str | Path, val_fraction: float = 0.1, test_fraction: float = 0.2, seed: int = 0
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return the dataset table and the table of skipped files for an image folder."""
     root = Path(root)

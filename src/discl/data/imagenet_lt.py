@@ -32,7 +32,7 @@ def read_split_file(path: Path) -> list[tuple[str, int]]:
     return rows
 
 
-def scan_imagenet_lt(root: Path, split_dir: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def scan_imagenet_lt(root: str | Path, split_dir: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return the dataset table and the table of skipped files."""
     root = Path(root)
     split_dir = Path(split_dir) if split_dir else root

@@ -24,9 +24,11 @@ from .image_folder import DatasetError
 SPLIT_NAMES = {"train": "train", "val": "val", "test": "test", "id_val": "id_val", "id_test": "id_test"}
 
 
-def load_wilds_iwildcam(root: Path):
+def load_wilds_iwildcam(root: str | Path | None):
     import wilds
 
+    if not root:
+        raise DatasetError("data.root must name the folder that holds iwildcam_v2.0")
     root = Path(root)
     if not (root / "iwildcam_v2.0").is_dir():
         raise DatasetError(f"no iwildcam_v2.0 folder under {root} (download it from https://wilds.stanford.edu; discl never downloads)")
@@ -36,7 +38,7 @@ def load_wilds_iwildcam(root: Path):
         raise DatasetError(f"iWildCam under {root}: {err}") from None
 
 
-def scan_iwildcam(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+def scan_iwildcam(root: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     ds = load_wilds_iwildcam(root)
     data_dir = Path(ds.data_dir)
     ids, names = class_names(data_dir / "categories.csv")
@@ -69,7 +71,7 @@ def class_names(categories: Path) -> tuple[dict[int, str], dict[int, str]]:
     return ids, names
 
 
-def wilds_eval(root: Path, split: str, sample_ids: list[str], predictions: np.ndarray) -> dict:
+def wilds_eval(root: str | Path | None, split: str, sample_ids: list[str], predictions: np.ndarray) -> dict:
     """WILDS's own metrics (acc_avg, recall-macro_all, F1-macro_all) for predictions on one split.
     ``sample_ids`` are the file names the dataset table holds; every image of the split must be predicted."""
     ds = load_wilds_iwildcam(root)

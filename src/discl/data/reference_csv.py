@@ -62,7 +62,8 @@ def match_to_dataset(csv_rows: pd.DataFrame, train_rows: pd.DataFrame, csv_path:
     """The training rows the CSV names (in CSV order, duplicates dropped). ``class_ids`` (label ->
     class id, e.g. the WordNet id) lets a row name its class by id as well as by name."""
     train_rows = train_rows.reset_index(drop=True)
-    name_of = dict(zip(train_rows["label"].astype(int), train_rows["class_name"]))
+    labels = [int(y) for y in train_rows["label"]]
+    name_of = dict(zip(labels, train_rows["class_name"]))
     names_of = {y: {normalise_name(n)} | ({normalise_name(class_ids[y])} if class_ids and y in class_ids else set())
                 for y, n in name_of.items()}
     known_names = set().union(*names_of.values())
@@ -78,37 +79,39 @@ def match_to_dataset(csv_rows: pd.DataFrame, train_rows: pd.DataFrame, csv_path:
 
     picked: list[int] = []
     for row in csv_rows.itertuples():
+        # read_reference_csv reads every column as text
+        filepath, image_name, class_name = str(row.filepath), str(row.image_name), str(row.class_name)
         where = f"{csv_path} line {row.line}"
         # 1. the class: by label id and/or name, which must agree
-        label, name = _label(row.label, where), normalise_name(row.class_name)
+        label, name = _label(str(row.label), where), normalise_name(class_name)
         if label is None and not name:
             raise ReferenceCsvError(f"{where}: neither a label id nor a class name")
         if label is not None and label not in name_of:
             raise ReferenceCsvError(f"{where}: unknown label id {label} (no class of the dataset's training split has it)")
         if name and name not in known_names:
-            raise ReferenceCsvError(f"{where}: unknown class name {row.class_name!r} (not a class of the dataset's training split)")
+            raise ReferenceCsvError(f"{where}: unknown class name {class_name!r} (not a class of the dataset's training split)")
         if label is not None and name and name not in names_of[label]:
-            raise ReferenceCsvError(f"{where}: label {label} is class {name_of[label]!r} in the dataset, but the CSV names it {row.class_name!r}")
+            raise ReferenceCsvError(f"{where}: label {label} is class {name_of[label]!r} in the dataset, but the CSV names it {class_name!r}")
         # 2. the image: by path, else by path tail, else by file name (the reference's iWildCam CSV
         # gives img_name without its extension, and a filepath of its own machine)
-        index = by_full.get(str((base / row.filepath).resolve())) if row.filepath else None
-        if index is None and row.filepath:
-            tail = PurePosixPath(Path(row.filepath).as_posix()).parts
+        index = by_full.get(str((base / filepath).resolve())) if filepath else None
+        if index is None and filepath:
+            tail = PurePosixPath(Path(filepath).as_posix()).parts
             # only paths with the same file name can end with the CSV's path (7.7k rows x 130k images)
             hits = [i for i in by_name.get(tail[-1], []) if posix[i].parts[-len(tail):] == tail] if tail else []
             index = hits[0] if len(hits) == 1 else None
         if index is None:
-            file_name = PurePosixPath(Path(row.filepath).as_posix()).name
-            hits = by_name.get(row.image_name) or by_name.get(file_name) or by_stem.get(row.image_name) or []
+            file_name = PurePosixPath(Path(filepath).as_posix()).name
+            hits = by_name.get(image_name) or by_name.get(file_name) or by_stem.get(image_name) or []
             if len(hits) > 1:
-                raise ReferenceCsvError(f"{where}: image name {row.image_name!r} matches {len(hits)} training images; give a longer filepath")
+                raise ReferenceCsvError(f"{where}: image name {image_name!r} matches {len(hits)} training images; give a longer filepath")
             index = hits[0] if hits else None
         if index is None:
-            raise ReferenceCsvError(f"{where}: no training image matches filepath {row.filepath!r} / image name {row.image_name!r}")
+            raise ReferenceCsvError(f"{where}: no training image matches filepath {filepath!r} / image name {image_name!r}")
         # 3. the image's class is the row's class
-        actual = int(train_rows.at[index, "label"])
+        actual = labels[index]
         if (label is not None and actual != label) or (name and name not in names_of[actual]):
-            said = row.class_name or f"label {label}"
-            raise ReferenceCsvError(f"{where}: {row.filepath!r} is class {name_of[actual]!r} in the dataset but {said!r} in the CSV")
+            said = class_name or f"label {label}"
+            raise ReferenceCsvError(f"{where}: {filepath!r} is class {name_of[actual]!r} in the dataset but {said!r} in the CSV")
         picked.append(index)
     return train_rows.iloc[list(dict.fromkeys(picked))].reset_index(drop=True)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from typing import Protocol
 
 import torch
 
 
-def check_request(strength: float, **per_output: Sequence) -> None:
+def check_request(strength: float, **per_output: Sized) -> None:
     """The checks every backend makes: a strength in (0, 1] and one entry per output in each list."""
     if not 0.0 < strength <= 1.0:
         raise ValueError(f"strength must lie in (0, 1], got {strength}")

@@ -155,7 +155,7 @@ class DiffusersImg2Img:
     def _init_latents(self, sources: torch.Tensor, images: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
         vae = self.pipe.vae
         samples = []
-        size = tuple(images.shape[-2:])
+        size = (images.shape[-2], images.shape[-1])
         for source, image, gen in zip(sources, images, generators):
             mean, std = self._posterior(self._source_key(source, size), image)
             eps = randn_tensor(mean.shape, generator=gen, device=mean.device, dtype=mean.dtype)
@@ -238,7 +238,7 @@ class DiffusersImg2Img:
         check_request(strength, images=images, prompts=prompts, noise_seeds=noise_seeds)
         pipe = self.pipe
         x = self._prepare_images(images)
-        size = tuple(x.shape[-2:])
+        size = (x.shape[-2], x.shape[-1])
         generators = [torch.Generator("cpu").manual_seed(int(s)) for s in noise_seeds]
         guided = text_guidance > 1.0  # as the pipelines: no unconditional pass at guidance <= 1
         scheduler = pipe.scheduler.__class__.from_config(pipe.scheduler.config)

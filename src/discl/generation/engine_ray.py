@@ -61,9 +61,10 @@ def run_plan_ray(run, todo: pd.DataFrame, config: dict, source_paths: dict, sour
         from .sources import SourceImages
 
         sizes = SourceImages({k: Path(v) for k, v in source_paths.items()}, source_size)
-        ordered = todo.assign(_size=[sizes.size_of(s) for s in todo["source_id"]])
-        ordered = ordered.sort_values(["strength", "text_guidance", "_size", "source_id", "seed"], kind="stable")
-        ordered = ordered.drop(columns="_size").reset_index(drop=True)
+        size_list = [sizes.size_of(s) for s in todo["source_id"]]
+        ordered = todo.assign(_width=[w for w, _ in size_list], _height=[h for _, h in size_list])
+        ordered = ordered.sort_values(["strength", "text_guidance", "_width", "_height", "source_id", "seed"], kind="stable")
+        ordered = ordered.drop(columns=["_width", "_height"]).reset_index(drop=True)
         # One block per batch, so every actor gets work (a single block would go to a single actor).
         blocks = [ordered.iloc[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
         ds = ray.data.from_pandas(blocks).map_batches(
@@ -76,6 +77,7 @@ def run_plan_ray(run, todo: pd.DataFrame, config: dict, source_paths: dict, sour
         )
         made = 0
         for rows in ds.iter_batches(batch_format="pandas", batch_size=None):
+            assert isinstance(rows, pd.DataFrame)  # batch_format="pandas"
             store.commit(rows)
             made += len(rows)
         return made

@@ -75,11 +75,13 @@ def configure_pipeline(pipe, cfg: GeneratorConfig):
 
 
 def create_diffusers_generator(cfg: GeneratorConfig) -> DiffusersImg2Img:
+    if not cfg.model:
+        raise ValueError("backend 'diffusers' needs generate.model: an alias (sd15, sd21, sdxl, sdxl-refiner), a hub id or a local pipeline folder")
     pipe = configure_pipeline(load_img2img_pipeline(cfg.model, cfg.dtype, cfg.local_files_only), cfg)
     options = DiffusersOptions(
         steps=cfg.inference_steps,
         negative_prompt=cfg.negative_prompt,
-        resize=tuple(cfg.resize) if cfg.resize else None,
+        resize=(cfg.resize[0], cfg.resize[1]) if cfg.resize else None,  # a [width, height] pair (config checks)
         aesthetic_score=cfg.aesthetic_score,
         negative_aesthetic_score=cfg.negative_aesthetic_score,
         vae_batch_size=cfg.vae_batch_size,

@@ -110,7 +110,7 @@ class PixelDiffusionGenerator:
             n = len(x0[part])
             pad = UNET_CHUNK - n
             out.append(self._denoise(_pad(x0[part], pad), _pad(noise[part], pad), _pad(cond[part], pad), strength, text_guidance)[:n])
-        return self.decode(torch.cat(out), tuple(images.shape[-2:]))
+        return self.decode(torch.cat(out), (images.shape[-2], images.shape[-1]))
 
     def _denoise(self, x0: torch.Tensor, noise: torch.Tensor, cond: torch.Tensor, strength: float, text_guidance: float) -> torch.Tensor:
         scheduler = DDIMScheduler.from_config(self.scheduler_config)

@@ -47,11 +47,11 @@ def plan_spectrum(
         raise ValueError(f"strengths and seeds must not repeat: {list(strengths)}, {list(seeds)}")
     rows = []
     for source in hard.itertuples(index=False):
-        folder = source_folder(source.sample_id)
+        folder = source_folder(str(source.sample_id))
         for strength in strengths:
             guidance = image_guidance(strength)
             for seed in seeds:
-                prompt = prompts.prompt(source.class_name, seed)
+                prompt = prompts.prompt(str(source.class_name), seed)
                 # What identifies the image, and nothing else, decides its noise.
                 noise_seed = stable_seed(source.sample_id, float(strength), int(seed), float(text_guidance), generator_name)
                 rows.append(

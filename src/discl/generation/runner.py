@@ -32,12 +32,14 @@ def batches(todo: pd.DataFrame, batch_size: int, size_of: Callable[[str], tuple[
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     keys = ["strength", "text_guidance"]
     if size_of is not None:
-        todo = todo.assign(_size=[size_of(s) for s in todo["source_id"]])
-        keys.append("_size")
-    for key, group in todo.groupby(keys, sort=True):
-        group = group.drop(columns="_size", errors="ignore")
+        sizes = [size_of(s) for s in todo["source_id"]]
+        todo = todo.assign(_width=[w for w, _ in sizes], _height=[h for _, h in sizes])
+        keys += ["_width", "_height"]
+    for _, group in todo.groupby(keys, sort=True):
+        group = group.drop(columns=["_width", "_height"], errors="ignore")
+        strength, text_guidance = float(group["strength"].iloc[0]), float(group["text_guidance"].iloc[0])
         for start in range(0, len(group), batch_size):
-            yield float(key[0]), float(key[1]), group.iloc[start : start + batch_size]
+            yield strength, text_guidance, group.iloc[start : start + batch_size]
 
 
 def generate_batch(

@@ -40,8 +40,9 @@ def load_rgb(path: Path, size: tuple[int, int] | None = None, multiple: int = 1)
         with Image.open(path) as image:
             image = image.convert("RGB")
             if size is not None and image.size != tuple(size):
-                image = image.resize(tuple(size), Image.Resampling.BICUBIC)
-            target = floor_to_multiple(*image.size, multiple)
+                image = image.resize((size[0], size[1]), Image.Resampling.BICUBIC)
+            width, height = image.size
+            target = floor_to_multiple(width, height, multiple)
             if image.size != target:
                 image = image.resize(target, Image.Resampling.LANCZOS)  # diffusers' image processor's filter
             return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
@@ -55,7 +56,10 @@ class SourceImages(Mapping):
 
     def __init__(self, paths: Mapping[str, Path], size: tuple[int, int] | None, cache: int = 256, multiple: int = 1):
         self.paths = dict(paths)
-        self.size = tuple(size) if size is not None else None
+        self.size: tuple[int, int] | None = None
+        if size is not None:
+            width, height = size
+            self.size = (int(width), int(height))
         self.multiple = int(multiple)
         self.cache_size = cache
         self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
@@ -79,7 +83,7 @@ class SourceImages(Mapping):
                         size = image.size
                 except OSError as err:
                     raise OSError(f"cannot read source image {self.paths[source_id]}: {err}") from err
-            self._sizes[source_id] = floor_to_multiple(*size, self.multiple)
+            self._sizes[source_id] = floor_to_multiple(size[0], size[1], self.multiple)
         return self._sizes[source_id]
 
     def __iter__(self):

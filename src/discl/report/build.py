@@ -110,7 +110,7 @@ def spectrum_section(run: RunDir, hard: pd.DataFrame, synthetic: pd.DataFrame, s
             continue
         header = "".join(f"<th>λ={lv}</th>" for lv in levels) + "<th>real</th>"
         body = []
-        real_cell = f"<td class='real'>{thumbnail(run.resolve(source.path), opts.thumb_size, f'real {source.sample_id}')}</td>"
+        real_cell = f"<td class='real'>{thumbnail(run.resolve(str(source.path)), opts.thumb_size, f'real {source.sample_id}')}</td>"
         for seed, seed_rows in rows.groupby("seed"):
             by_level = seed_rows.set_index("image_guidance")
             tds = []
@@ -162,7 +162,7 @@ def qualitative_section(run: RunDir, predictions: pd.DataFrame | None, dataset: 
         return "<p class='note'>No predictions yet: run <code>discl eval</code>.</p>"
     methods = list(dict.fromkeys(predictions["method"]))
     method = opts.method or next((m for m in methods if m != opts.baseline), None)
-    if opts.baseline not in methods or method not in methods:
+    if method is None or opts.baseline not in methods or method not in methods:
         return f"<p class='note'>Needs predictions of both {html.escape(opts.baseline)} and a DisCL method.</p>"
     wide = predictions.pivot_table(index="sample_id", columns="method", values="pred_label").astype(int)
     labels = predictions.drop_duplicates("sample_id").set_index("sample_id")["label"]
@@ -202,7 +202,7 @@ def build_report(run: RunDir, out_path: Path | None = None, opts: ReportOptions 
     wilds = _maybe(run.root / "wilds_metrics.parquet", "wilds_metrics")
     if wilds is not None and len(wilds):
         sections.append(("WILDS metrics", wilds_section(wilds)))
-    counts = dataset.groupby("split").size().to_dict()
+    counts = {str(split): int(n) for split, n in dataset.groupby("split").size().items()}
     overview = pd.DataFrame(
         {"item": ["classes", *(f"{k} images" for k in sorted(counts)), "hard samples", "synthetic images", "kept by the filter"],
          "count": [len(classes), *(counts[k] for k in sorted(counts)), len(hard) if hard is not None else 0,

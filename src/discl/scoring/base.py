@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -85,6 +85,10 @@ class BatchedScorer:
 class OpenClipScorer(BatchedScorer):
     """Any open_clip model. Preprocessing is done on batched tensors (resize + crop + normalise),
     which is much cheaper than PIL transforms image by image."""
+
+    #: an open_clip model: encode_image, encode_text, logit_scale, visual (open_clip has no type hints,
+    #: and through nn.Module.__getattr__ its methods would read as tensors)
+    model: Any
 
     def __init__(self, model: torch.nn.Module, tokenizer, name: str, batch_size: int = 256,
                  device: str | None = "cpu", precision: str = "fp32"):

@@ -21,7 +21,7 @@ def _open_clip_names() -> set[str]:
     return set(open_clip.list_models())
 
 
-def create_scorer(name_or_path: str, pretrained: str | None = None, backend: str = "auto",
+def create_scorer(name_or_path: str | None, pretrained: str | None = None, backend: str = "auto",
                   batch_size: int = 256, device: str | None = "cpu", precision: str = "fp32"):
     if backend not in BACKENDS:
         raise ValueError(f"unknown scorer backend {backend!r}; known: {list(BACKENDS)}")

@@ -72,10 +72,13 @@ def read_images(paths: Sequence[Path | str], size: int, workers: int | None = No
 def read_image_chunks(paths: Sequence[Path | str], size: int, chunk: int) -> Iterator[tuple[int, torch.Tensor]]:
     """(start, images) for consecutive chunks of ``paths``; the next chunk is decoded in the background
     while the caller works on this one (e.g. a model's forward passes on a GPU)."""
+    if not len(paths):
+        return
     with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(read_images, paths[:chunk], size) if len(paths) else None
+        pending = pool.submit(read_images, paths[:chunk], size)
         for start in range(0, len(paths), chunk):
             images = pending.result()
             nxt = start + chunk
-            pending = pool.submit(read_images, paths[nxt : nxt + chunk], size) if nxt < len(paths) else None
+            if nxt < len(paths):
+                pending = pool.submit(read_images, paths[nxt : nxt + chunk], size)
             yield start, images

@@ -4,6 +4,7 @@ or a local folder written by ``save_pretrained``)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -17,6 +18,10 @@ def _features(out) -> torch.Tensor:
 
 
 class TransformersClipScorer(BatchedScorer):
+    #: a transformers CLIPModel (get_image_features / get_text_features would read as tensors
+    #: through nn.Module.__getattr__)
+    model: Any
+
     def __init__(self, model, tokenizer, name: str, image_processor=None, batch_size: int = 256,
                  device: str | None = "cpu", precision: str = "fp32"):
         super().__init__(model, tokenizer, name, batch_size, device, precision)
@@ -60,14 +65,13 @@ def load_transformers_clip(name_or_path: str, **kwargs) -> TransformersClipScore
     """A hub id (needs the network or a filled HF cache) or a local ``save_pretrained`` folder."""
     from transformers import AutoTokenizer, CLIPImageProcessor, CLIPModel
 
-    local = Path(name_or_path).is_dir()
-    opts = {"local_files_only": True} if local else {}
-    model = CLIPModel.from_pretrained(name_or_path, **opts)
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path, **opts)
+    local = Path(name_or_path).is_dir()  # a local folder: never look at the hub
+    model = CLIPModel.from_pretrained(name_or_path, local_files_only=local)
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path, local_files_only=local)
     if len(tokenizer) < 3:
         raise ValueError(f"{name_or_path}: its tokenizer has only {len(tokenizer)} tokens; the tokenizer files are missing or broken")
     try:
-        processor = CLIPImageProcessor.from_pretrained(name_or_path, **opts)
+        processor = CLIPImageProcessor.from_pretrained(name_or_path, local_files_only=local)
     except (OSError, ValueError):
         processor = None  # no preprocessor_config.json: the vision config's size and OpenAI's mean/std
     return TransformersClipScorer(model, tokenizer, str(name_or_path), processor, **kwargs)

@@ -9,6 +9,7 @@ beside it: choose settings by that column, never by the test columns.
 from __future__ import annotations
 
 import copy
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -25,12 +26,21 @@ from .train import load_inputs, train_method
 LOSS_NAMES = {"ce": "CE", "bs": "BS", "flyp": "FLYP"}
 
 
+def _classifier_loss(name: str) -> Literal["ce", "bs"]:
+    if name == "ce":
+        return "ce"
+    if name == "bs":
+        return "bs"
+    raise ValueError(f"unknown loss {name!r}; known: ce, bs")
+
+
 def compare_dir(run: RunDir, task: str, loss: str, seed: int, method: str):
     return run.root / "compare" / task / loss / f"seed{seed}" / method
 
 
 def run_compare(run: RunDir, cfg: RunConfig, methods: list[str], seeds: list[int], losses: list[str],
                 echo=print, progress: bool = True) -> pd.DataFrame:
+    loss_names = [_classifier_loss(loss) for loss in losses]  # before any training
     dataset, classes = load_dataset_tables(run)
     test_rows = dataset[dataset["split"] == "test"]
     if test_rows.empty:
@@ -41,7 +51,7 @@ def run_compare(run: RunDir, cfg: RunConfig, methods: list[str], seeds: list[int
     inputs = load_inputs(run, cfg, methods, echo)
     rows = []
     for seed in seeds:  # seed outermost: an interrupted comparison still has every row for the first seeds
-        for loss in losses:
+        for loss in loss_names:
             for method in methods:
                 c = copy.deepcopy(cfg)
                 c.train.classifier.loss, c.train.classifier.seed = loss, seed
@@ -103,7 +113,7 @@ def compare_table(frame: pd.DataFrame) -> str:
         cells.append(_cell(overall["val_accuracy"]))
         if wilds:
             cells += [_cell(overall["ood_macro_f1"]), _cell(overall["id_macro_f1"])]
-        name = f"{LOSS_NAMES.get(loss, loss)} {method}"
+        name = f"{LOSS_NAMES.get(str(loss), str(loss))} {method}"
         lines.append(f"| {name:<{width}} | " + " | ".join(f"{c:^13}" for c in cells) + " |")
     note = "; WILDS macro F1 % on the OOD (test) and ID (id_test) splits" if wilds else ""
     lines.append(f"(top-1 %, mean ± std over {n_seeds} seeds; test split except the Val column{note})")

@@ -153,7 +153,7 @@ def source_size(cfg: RunConfig) -> tuple[int, int] | None:
             raise ValueError(f"generate.resize must be [width, height], got {g.resize}")
         if g.source_size == "native":
             raise ValueError(f"generate.resize {g.resize} and generate.source_size 'native' contradict each other; set one")
-        return tuple(g.resize)
+        return (g.resize[0], g.resize[1])
     if g.source_size == "native":
         return None
     return cfg.data.image_size, cfg.data.image_size

@@ -83,18 +83,18 @@ def run_prompts(run: RunDir, cfg: RunConfig, echo=print, client: ChatClient | No
                 if p.on_error == "error":
                     raise
                 failed = {n: str(err) for n in todo}
-                todo = []
-        for name in todo:
-            try:
-                descriptions[name] = describe_class(client, name, p.n_descriptions, p.min_words, p.attempts, p.temperature)
-                _write_json(path, {**cached, **descriptions})  # saved per class: an interruption loses nothing
-            except LLMError as err:
-                if p.on_error == "error":
-                    raise LLMError(f"prompts: {err}; nothing is lost: {len(descriptions)} classes are saved in {path}") from None
-                failed[name] = str(err)
-                if err.transport:  # endpoint down: no point trying the other classes
-                    failed |= {n: "skipped after the endpoint failed" for n in todo if n not in descriptions and n not in failed}
-                    break
+            else:
+                for name in todo:
+                    try:
+                        descriptions[name] = describe_class(client, name, p.n_descriptions, p.min_words, p.attempts, p.temperature)
+                        _write_json(path, {**cached, **descriptions})  # saved per class: an interruption loses nothing
+                    except LLMError as err:
+                        if p.on_error == "error":
+                            raise LLMError(f"prompts: {err}; nothing is lost: {len(descriptions)} classes are saved in {path}") from None
+                        failed[name] = str(err)
+                        if err.transport:  # endpoint down: no point trying the other classes
+                            failed |= {n: "skipped after the endpoint failed" for n in todo if n not in descriptions and n not in failed}
+                            break
         if failed:
             first = next(iter(failed.items()))
             echo(f"warning: {len(failed)} classes fall back to the template {template!r} ({first[0]}: {first[1]})")

@@ -74,7 +74,7 @@ def scorer_settings(run: RunDir, cfg: RunConfig) -> dict:
 def scorer_key(run: RunDir, cfg: RunConfig) -> str:
     """What identifies the scorer's vectors; stored embeddings are reused only under the same key."""
     s = cfg.score
-    ident = {"backend": s.backend, "precision": s.precision, "image_size": s.image_size}
+    ident: dict[str, object] = {"backend": s.backend, "precision": s.precision, "image_size": s.image_size}
     if s.backend == "tiny-clip":
         ident |= {"tiny": _tiny_settings(run, cfg), "image_size": cfg.data.image_size}
     else:

@@ -47,7 +47,9 @@ def validation_sources(synthetic: pd.DataFrame, levels: list[int], n_sources: in
     """Sources whose kept spectrum covers every candidate level below 100 (level 100 is the real image
     itself), ``n_sources`` of them picked by a stable hash so the choice is the same in every process."""
     wanted = {lv for lv in levels if lv < 100}
-    have = synthetic.groupby("source_id")["image_guidance"].agg(lambda s: set(s.tolist()))
+    have: dict[str, set[int]] = {}
+    for src, level in zip(synthetic["source_id"], synthetic["image_guidance"]):
+        have.setdefault(str(src), set()).add(int(level))
     full = sorted(src for src, got in have.items() if wanted <= got)
     return sorted(full, key=lambda src: stable_seed("curriculum-validation", seed, src))[:n_sources]
 
@@ -195,7 +197,7 @@ def train_method(run: RunDir, cfg: RunConfig, method: str, inputs: TrainInputs, 
     if t.task == "flyp":
         from ..training.flyp import save_flyp, wise_ft
 
-        if zero_shot is not None:
+        if zero_shot is not None and t.flyp.wise_alpha is not None:  # (zero_shot is kept only for WiSE-FT)
             finetuned = task.module.state_dict()
             device = next(iter(finetuned.values())).device
             task.module.load_state_dict(wise_ft({k: v.to(device) for k, v in zero_shot.items()}, finetuned, t.flyp.wise_alpha))

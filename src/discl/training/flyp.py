@@ -80,6 +80,8 @@ class FlypTask:
         self.module.eval()
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
+        if self._head is None:
+            self._head = self.head()
         features = self.module.encode_image(images, normalize=True).float()
         return self.module.logit_scale.exp().float() * features @ self._head.T
 

@@ -34,8 +34,10 @@ def resnet10(pretrained: bool = False, **kwargs) -> ResNet:
     overlay = kwargs.pop("pretrained_cfg_overlay", None) or {}
     kwargs.pop("pretrained_cfg", None)
     kwargs.pop("cache_dir", None)
-    model = ResNet(BasicBlock, [1, 1, 1, 1], zero_init_last=False, **kwargs)
-    model.pretrained_cfg = dict(_CFG, num_classes=model.num_classes)
+    # timm annotates ``block`` as an instance, but ResNet takes the block class
+    model = ResNet(BasicBlock, (1, 1, 1, 1), zero_init_last=False, **kwargs)  # type: ignore[arg-type]
+    # an attribute timm's builder sets at run time (ResNet does not declare it)
+    model.pretrained_cfg = dict(_CFG, num_classes=model.num_classes)  # type: ignore[assignment]
     model.default_cfg = model.pretrained_cfg
     if pretrained:
         if "file" not in overlay:

@@ -83,7 +83,7 @@ class ImageStream:
         n = len(positions)
         batch_size = self.runtime.eval_batch_size
         keys = Keys.make(positions, np.full(n, draw_seed, dtype=np.int64), strengths)
-        outs = [[] for _ in tasks]
+        outs: list[list[torch.Tensor]] = [[] for _ in tasks]
         mine: list[np.ndarray] = []
         for task in tasks:
             task.before_eval()
@@ -103,9 +103,9 @@ class ImageStream:
         results = []
         for out in outs:
             local = torch.cat(out) if out else torch.zeros((0, 3), dtype=torch.float64, device=self.device)
-            merged, where = _gather(local, order, n, self.device)
+            merged, rows_at = _gather(local, order, n, self.device)
             table = np.zeros((n, 3))
-            table[where] = merged
+            table[rows_at] = merged
             decoded_ok = table[:, 2] > 0.5
             pred = np.where(decoded_ok, table[:, 0], -1).astype(np.int64)
             p_true = np.where(decoded_ok, table[:, 1], np.nan).astype(np.float32)

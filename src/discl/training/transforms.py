@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -50,8 +51,11 @@ def classifier_transforms(model: torch.nn.Module, augment: AugmentConfig, defaul
 
     cfg = timm_data_config(model, augment, default_size)
     common = {"input_size": cfg["input_size"], "interpolation": cfg["interpolation"], "mean": cfg["mean"], "std": cfg["std"]}
-    train = create_transform(**common, is_training=True, scale=tuple(augment.scale), ratio=tuple(augment.ratio),
-                             hflip=augment.hflip, vflip=0.0, color_jitter=augment.color_jitter,
+    # (scale and ratio are [low, high] pairs, as the config checks)
+    train = create_transform(**common, is_training=True, scale=(augment.scale[0], augment.scale[1]),
+                             ratio=(augment.ratio[0], augment.ratio[1]), hflip=augment.hflip, vflip=0.0,
+                             # timm's annotation leaves out None, which it takes as "no colour jitter"
+                             color_jitter=augment.color_jitter,  # type: ignore[arg-type]
                              auto_augment=augment.auto_augment)
     evaluation = create_transform(**common, is_training=False, crop_pct=cfg["crop_pct"])
     return Transforms(train, evaluation, int(cfg["input_size"][-1]), tuple(cfg["mean"]), tuple(cfg["std"]),
@@ -73,7 +77,8 @@ def clip_transforms(model: torch.nn.Module) -> Transforms:
     resize + centre crop for evaluation, CLIP's mean/std (what FLYP trains with)."""
     from open_clip.transform import PreprocessCfg, image_transform_v2
 
-    cfg = PreprocessCfg(**(getattr(model.visual, "preprocess_cfg", None) or {"size": model.visual.image_size}))
+    visual: Any = model.visual  # open_clip's image tower: preprocess_cfg / image_size are set at run time
+    cfg = PreprocessCfg(**(getattr(visual, "preprocess_cfg", None) or {"size": visual.image_size}))
     size = cfg.size if isinstance(cfg.size, int) else int(max(cfg.size))
     return Transforms(image_transform_v2(cfg, is_train=True), image_transform_v2(cfg, is_train=False), size,
                       tuple(cfg.mean), tuple(cfg.std), 1.0, str(cfg.interpolation))
