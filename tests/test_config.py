@@ -181,3 +181,12 @@ def test_new_settings_of_the_data_side_are_checked_too():
     with pytest.raises(ConfigError, match=r"mine.exclude_classes = \['empty', 'empty'\]: must not repeat a value"):
         load_config(None, None, ["mine.exclude_classes=[empty, empty]"])
     assert load_config(None, None, ["mine.exclude_classes=[empty]"]).mine.exclude_classes == ["empty"]
+
+
+def test_exponent_numbers_without_a_dot_are_numbers(tmp_path):
+    """PyYAML reads 1e-5 as text (YAML 1.1); in a config file and in --set it is the number meant."""
+    (tmp_path / "c.yaml").write_text("train:\n  classifier:\n    lr: 1e-5\n    weight_decay: 5E-4\n")
+    cfg = load_config(None, tmp_path / "c.yaml", ["score.train_lr=2e-3", "generate.prompt_template=1e-7"])
+    assert cfg.train.classifier.lr == 1e-5 and cfg.train.classifier.weight_decay == 5e-4
+    assert cfg.score.train_lr == 2e-3
+    assert cfg.generate.prompt_template == "1e-7"  # a text field keeps the text as written

@@ -142,7 +142,8 @@ def test_iwildcam_hard_samples_from_the_zero_shot_clip(tmp_path, iwildcam):
     _prepare_iwildcam(run, iwildcam)
     caption = "a photo of {name} in the wild"
     out = _cli("mine", run, *_sets("mine.rules=[clip_misclassified,few_shot]", "mine.exclude_classes=[empty]",
-                                   "score.train_steps=5", f"score.caption_template={caption}"))
+                                   # A CLIP barely trained (one tiny step) gets many images wrong: hard samples by this rule.
+                                   "score.train_steps=1", "score.train_lr=1.0e-7", f"score.caption_template={caption}"))
     assert "the zero-shot CLIP gets" in out and "warning: score.caption_template" not in out
     hard = pd.read_parquet(run / "hard.parquet")
     assert "empty" not in set(hard["class_name"]) and hard["p_true"].between(0, 1).all()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import re
 import typing
 from dataclasses import field
 from pathlib import Path
@@ -551,6 +552,21 @@ def _merge(into: dict[str, Any], update: dict[str, Any], origin: str, origins: d
 _NULLS = {"", "~", "null", "Null", "NULL"}
 
 
+class _YamlLoader(yaml.SafeLoader):
+    """PyYAML reads YAML 1.1, where 1e-5 (no dot) is text; read it as the number everyone means (YAML 1.2)."""
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_YamlLoader)  # a SafeLoader subclass: plain values only, no objects
+
+
 def _is_text(kind: Any) -> bool:
     """Whether a field holds text: str, or a choice among strings."""
     if kind is str:
@@ -570,7 +586,7 @@ def _override_value(path: list[str], raw: str) -> Any:
             return None
         return _unquoted(raw)
     try:
-        return yaml.safe_load(raw) if raw.strip() else None
+        return _load_yaml(raw) if raw.strip() else None
     except yaml.YAMLError as err:
         raise ConfigError(f"--set {'.'.join(path)}={raw}: not a valid YAML value ({_yaml_problem(err)})") from None
 
@@ -609,7 +625,7 @@ def _yaml_problem(err: yaml.YAMLError) -> str:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        loaded = _load_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: invalid YAML: {_yaml_problem(err)}") from None
     if loaded is None:
