@@ -190,3 +190,10 @@ def test_exponent_numbers_without_a_dot_are_numbers(tmp_path):
     assert cfg.train.classifier.lr == 1e-5 and cfg.train.classifier.weight_decay == 5e-4
     assert cfg.score.train_lr == 2e-3
     assert cfg.generate.prompt_template == "1e-7"  # a text field keeps the text as written
+
+
+def test_a_run_saved_with_tail_sampling_as_a_flag_still_loads(tmp_path):
+    """Older run directories saved train.curriculum.tail_sampling as true/false (every method sampled)."""
+    for flag, meant in ((True, "all"), (False, "none")):
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump({"train": {"curriculum": {"tail_sampling": flag}}}))
+        assert load_config(tmp_path).train.curriculum.tail_sampling == meant

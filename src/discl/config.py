@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import Field, Strict, TypeAdapter, ValidationError, model_validator
+from pydantic import Field, Strict, TypeAdapter, ValidationError, field_validator, model_validator
 from pydantic.dataclasses import dataclass as _pydantic_dataclass
 from pydantic_core import ErrorDetails
 from typing_extensions import dataclass_transform  # typing's own is Python >= 3.11; pydantic depends on this
@@ -404,6 +404,12 @@ class CurriculumConfig:
     # paper's description: synthetic images mixed with the real images of the non-hard samples; the hard
     # samples' own real images come back at level 100 and after the curriculum).
     stage_real: Literal["all", "non-hard"] = "all"
+
+    @field_validator("tail_sampling", mode="before")
+    @classmethod
+    def _tail_sampling_was_a_flag(cls, value):
+        # Runs made before the per-method choice saved true/false, which applied to every method.
+        return {True: "all", False: "none"}.get(value, value) if isinstance(value, bool) else value
 
 
 @section
