@@ -24,6 +24,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from _doc_sync import sync  # noqa: E402  (scripts/ is on sys.path when a script runs)
+
 from discl.config import RunConfig  # noqa: E402
 
 DOC = ROOT / "docs" / "config.md"
@@ -132,15 +134,7 @@ def render(doc: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    current = DOC.read_text()
-    wanted = render(current)
-    if "--check" in argv:
-        if current != wanted:
-            print(f"{DOC} is out of date: run python scripts/config_doc.py", file=sys.stderr)
-            return 1
-        return 0
-    DOC.write_text(wanted)
-    return 0
+    return sync(DOC, render, "config_doc.py", argv)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from _doc_sync import sync  # noqa: E402  (scripts/ is on sys.path when a script runs)
+
 from discl.config import load_config  # noqa: E402
 from discl.recipes import flatten, recipe_names, recipe_text, reference_notes  # noqa: E402
 
@@ -88,15 +90,7 @@ def render(doc: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    current = DOC.read_text()
-    wanted = render(current)
-    if "--check" in argv:
-        if current != wanted:
-            print(f"{DOC}: the recipe card is out of date: run python scripts/recipe_card.py", file=sys.stderr)
-            return 1
-        return 0
-    DOC.write_text(wanted)
-    return 0
+    return sync(DOC, render, "recipe_card.py", argv)
 
 
 if __name__ == "__main__":

@@ -24,13 +24,11 @@ def create_classifier(name: str, num_classes: int, seed: int = 0, pretrained: st
         return timm.create_model(name, pretrained=False, num_classes=num_classes)
     path = Path(pretrained).expanduser()
     if path.exists():
-        from pickle import UnpicklingError
-
         from safetensors import SafetensorError
 
         try:
             return timm.create_model(name, pretrained=True, num_classes=num_classes, pretrained_cfg_overlay={"file": str(path)})
-        except (RuntimeError, UnpicklingError, SafetensorError) as err:
+        except (RuntimeError, SafetensorError) as err:  # timm re-raises torch's weights_only refusal as RuntimeError
             # torch's weights_only refusal of pickled objects is a RuntimeError several lines long.
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             # torch's advice to retry with weights_only=False is not one discl takes.
