@@ -13,6 +13,7 @@ What runs, each in its own process (so peak memory is its own):
    torch DataLoader with the same workers + the same transform, model, optimiser and batch;
    loss read only at the end). Then `discl eval` against a plain evaluation loop. Each side's time
    covers its epoch (data loader start-up included, process start-up and model creation not).
+   On an NVIDIA GPU also how busy the GPU was (NVML's utilisation, over the span it was in use).
 3. Peak memory of `discl train` and `discl eval` at N and at 8N: the sum of the proportional set
    size (PSS) over the process and its DataLoader workers, sampled every 0.1 s.
 
@@ -99,15 +100,48 @@ class PeakMemory:
         return self.peak
 
 
+class GpuBusy:
+    """GPU utilisation (NVML, the percentage nvidia-smi shows) sampled in a thread while a process runs.
+    Its mean is taken over the span from the first to the last busy sample, the same rule for both sides,
+    so process start-up (no GPU work yet) does not count. None where NVML is not there (no NVIDIA GPU)."""
+
+    def __init__(self, every: float = 0.05):
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            self._handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+            self._read = lambda: pynvml.nvmlDeviceGetUtilizationRates(self._handle).gpu
+        except Exception:  # no NVML, no NVIDIA GPU: nothing to sample
+            self._read = None
+        self.samples: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while self._read is not None and not self._stop.is_set():
+            self.samples.append(int(self._read()))
+            self._stop.wait(0.05)
+
+    def stop(self) -> float | None:
+        self._stop.set()
+        self._thread.join()
+        busy = [i for i, u in enumerate(self.samples) if u > 0]
+        return float(np.mean(self.samples[busy[0] : busy[-1] + 1])) if busy else None
+
+
 def run_measured(cmd: list[str]) -> tuple[dict, int]:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     watch = PeakMemory(proc.pid)
+    gpu = GpuBusy() if "cuda" in cmd else None
     out, err = proc.communicate()
     peak = watch.stop()
+    busy = gpu.stop() if gpu else None
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[:4])} ... failed:\n{err[-3000:]}")
-    return json.loads(out.strip().splitlines()[-1]), peak
+    return {**json.loads(out.strip().splitlines()[-1]), "gpu_busy": busy}, peak
 
 
 # -- the two sides, each run as `python bench_training.py --side ...` ------------------------------------
@@ -274,6 +308,7 @@ def main() -> None:
         best = {side: max(results[f"{side} {what}"], key=lambda r: r["images"] / r["seconds"]) for side in ("discl", "plain")}
         rate = {side: r["images"] / r["seconds"] for side, r in best.items()}
         gpu = "".join(f", {side} GPU peak {r['gpu_bytes'] / 2**30:.2f} GiB" for side, r in best.items() if r["gpu_bytes"])
+        gpu += "".join(f", {side} GPU busy {r['gpu_busy']:.0f}%" for side, r in best.items() if r.get("gpu_busy") is not None)
         print(f"{what:5s} {best['discl']['images']} images: discl {rate['discl']:.1f} images/s, plain loop {rate['plain']:.1f} images/s, "
               f"ratio {rate['discl'] / rate['plain']:.2f} (goal >= 0.9){gpu}")
     if len(sizes) > 1:
