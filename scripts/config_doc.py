@@ -5,7 +5,8 @@
 
 Each key is listed with its default, the comment lines written above its field in
 src/discl/config.py, and the comment at the end of its line, preceded by what the field's type
-allows (its choices, range and length, read from the same annotations that validate it).
+allows (its choices, range and length, read from the same annotations that validate it; for a name
+setting, the names registered in discl.registry). Below it, one table per registry.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from _doc_sync import sync  # noqa: E402  (scripts/ is on sys.path when a script runs)
 
-from discl.config import RunConfig  # noqa: E402
+from discl.config import DataConfig, GeneratorConfig, RunConfig, ScorerConfig, TrainConfig  # noqa: E402
+from discl.registry import REGISTRIES, Registry, curricula, datasets, generators, scorers  # noqa: E402
 
 DOC = ROOT / "docs" / "config.md"
 WIDTH = 100
@@ -104,6 +106,21 @@ def _scalar(value) -> str:
     return text[:-4].strip() if text.endswith("\n...") or text.endswith("...") else text
 
 
+#: Settings whose values are registered names (discl.registry): their choices come from the registry.
+NAMED: dict[tuple[type, str], tuple[Registry, tuple[str, ...]]] = {
+    (DataConfig, "name"): (datasets, ()), (GeneratorConfig, "backend"): (generators, ()),
+    (ScorerConfig, "backend"): (scorers, ("auto",)), (TrainConfig, "methods"): (curricula, ()),
+}
+
+
+def _named(cls: type, name: str) -> str:
+    if (cls, name) not in NAMED:
+        return ""
+    registry, also = NAMED[(cls, name)]
+    names = [*also, *(e.name + (f" | {e.name}-<{e.parameter}>" if e.parameter else "") for e in registry.entries())]
+    return ("list of " if name == "methods" else "") + " | ".join(names)
+
+
 def _emit(obj, indent: int, lines: list[str]) -> None:
     cls = type(obj)
     notes = _field_comments(cls)
@@ -112,7 +129,7 @@ def _emit(obj, indent: int, lines: list[str]) -> None:
     pad = "  " * indent
     for f in dataclasses.fields(obj):
         above, trailing = notes.get(f.name, ([], ""))
-        trailing = "; ".join(t for t in (allowed(kinds[f.name]), trailing) if t)
+        trailing = "; ".join(t for t in (_named(cls, f.name) or allowed(kinds[f.name]), trailing) if t)
         if above:
             lines += [pad + "# " + w for w in textwrap.wrap(" ".join(above), WIDTH, break_on_hyphens=False)]
         value = getattr(obj, f.name)
@@ -129,8 +146,24 @@ def config_yaml() -> str:
     return "\n".join(lines) + "\n"
 
 
+def registry_tables() -> str:
+    """One table per registry: every registered name, what it is, what it needs and the settings it reads."""
+    out = []
+    for reg in REGISTRIES.values():
+        out += [f"### {reg.kind} (`{reg.setting}`)", "", "| name | what it is | flags | settings it reads |", "|---|---|---|---|"]
+        for e in reg.entries():
+            shown = f"`{e.name}`" + (f", `{e.name}-<{e.parameter}>`" if e.parameter else "")
+            flags = ", ".join(k for k, v in e.info.items() if v is True)
+            settings = ", ".join(f"`{k}`" for k in e.info.get("settings", ()))
+            out.append(f"| {shown} | {e.summary.replace('|', '/')} | {flags} | {settings} |")
+        out.append("")
+    return "\n".join(out)
+
+
 def render(doc: str) -> str:
-    return re.sub(r"```yaml\n.*?```", lambda _: "```yaml\n" + config_yaml() + "```", doc, count=1, flags=re.S)
+    doc = re.sub(r"```yaml\n.*?```", lambda _: "```yaml\n" + config_yaml() + "```", doc, count=1, flags=re.S)
+    return re.sub(r"(<!-- registries:begin -->\n).*?(<!-- registries:end -->)",
+                  lambda m: m.group(1) + registry_tables() + m.group(2), doc, count=1, flags=re.S)
 
 
 def main(argv: list[str]) -> int:

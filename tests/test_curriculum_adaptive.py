@@ -157,7 +157,7 @@ def test_factory_knows_every_name():
     assert create_curriculum("adaptive-warmup", 4, [10, 50], 2, validation=val).next_stage([]).levels == (10, 50)
     with pytest.raises(ValueError, match="needs a curriculum validation set"):
         create_curriculum("adaptive", 4, [10, 50], 2)
-    with pytest.raises(ValueError, match="fixed-<level>"):
+    with pytest.raises(ValueError, match="expected fixed-<level 0..100>"):
         create_curriculum("fixed-x", 4, [10], 2)
 
 

@@ -68,7 +68,7 @@ def test_nan_similarity_is_named():
 
 def test_filters_from_config():
     rules, cap = filters_from_config(ScorerConfig(text_threshold=0.3, image_threshold=None, too_easy=0.99, max_per_class=4))
-    assert rules == [TextSimAtLeast(0.3), BaseModelConfidence(None, 0.99)] and cap == ClassCap(4)
+    assert rules == [TextSimAtLeast(0.3), BaseModelConfidence(None, 0.99)] and cap == [ClassCap(4)]
     with pytest.raises(ValueError, match="max_per_class"):
         filters_from_config(ScorerConfig(max_per_class=0))
 

@@ -51,9 +51,28 @@ def _session(run_dir: Path, config_file, overrides, lock: str, creates: bool = F
         yield run, cfg
 
 
-def _stage(name: str, help_text: str, needs_progress: bool = True, creates: bool = False):
+def _listing(*kinds: str) -> type[click.Command]:
+    """A command whose --help ends with the names registered for ``kinds`` (discl.registry), read only when
+    help is shown, so starting a command imports no implementation."""
+
+    class Listed(click.Command):
+        def format_epilog(self, ctx, formatter):
+            from .registry import REGISTRIES
+
+            for kind in kinds:
+                registry = REGISTRIES[kind]
+                with formatter.section(f"Registered ({registry.setting})"):
+                    formatter.write_text(registry.describe_names())
+            formatter.write_paragraph()
+            formatter.write_text("`discl registry` describes each; plugins: docs/extending.md.")
+            super().format_epilog(ctx, formatter)
+
+    return Listed
+
+
+def _stage(name: str, help_text: str, needs_progress: bool = True, creates: bool = False, lists: tuple[str, ...] = ()):
     def register(fn):
-        @main.command(name, help=help_text)
+        @main.command(name, help=help_text, cls=_listing(*lists) if lists else click.Command)
         @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
         @_options
         def command(run_dir, config_file, overrides, no_progress):
@@ -119,8 +138,9 @@ def _eval(run, cfg, echo):
     run_eval(run, cfg, echo)
 
 
-_stage("prepare", "Build the dataset tables (dataset.parquet, classes.parquet, skipped.parquet).", False, creates=True)(_prepare)
-_stage("train", "Train the task classifier for each method in train.methods (train/<method>/).")(_train)
+_stage("prepare", "Build the dataset tables (dataset.parquet, classes.parquet, skipped.parquet).", False, creates=True,
+       lists=("dataset",))(_prepare)
+_stage("train", "Train the task classifier for each method in train.methods (train/<method>/).", lists=("curriculum",))(_train)
 _stage("eval", "Top-1 accuracy overall / many / medium / few on the test split (metrics.parquet).", False)(_eval)
 
 
@@ -154,7 +174,7 @@ def mine(run_dir, config_file, overrides, no_progress, hard_csv, folds):
         run_mine(run, cfg, click.echo, not no_progress)
 
 
-@main.command("score")
+@main.command("score", cls=_listing("scorer", "filter"))
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--rescore", is_flag=True,
               help="Apply the current filters to the saved embeddings only; never load a model (fails if any is missing).")
@@ -181,7 +201,7 @@ def prompts(run_dir, config_file, overrides, no_progress, llm):
         run_prompts(run, cfg, click.echo)
 
 
-@main.command("generate")
+@main.command("generate", cls=_listing("generator"))
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--dry-run", is_flag=True, help="Print the plan's size and the work left; make nothing (config.yaml included).")
 @click.option("--shard", metavar="I/N", help="Make only shard I of N (0-based; stable assignment by source id), for job arrays.")
@@ -199,7 +219,7 @@ def generate(run_dir, dry_run, shard, engine, config_file, overrides, no_progres
         run_generate(run, cfg, click.echo, not no_progress, dry_run=dry_run, shard=shard)
 
 
-@main.command("compare")
+@main.command("compare", cls=_listing("curriculum"))
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--methods", multiple=True, default=("real-only", "all-synthetic", "non-adaptive", "adaptive", "random", "reverse"),
               show_default=True, help="Curricula to compare (repeat the option, or give \"a,b,c\").")
@@ -254,6 +274,26 @@ def recipes(name):
 
     recipe_path(name)  # a clear error for an unknown name
     click.echo(recipe_text(name), nl=False)
+
+
+@main.command("registry")
+@click.argument("kind", required=False, type=click.Choice(["curriculum", "dataset", "generator", "scorer", "filter"]))
+def registry(kind):
+    """List what the settings can name: curricula, dataset adapters, generator and scorer backends, filters
+    (discl's own and those of plugins: docs/extending.md), with what each needs and which settings it reads."""
+    from .registry import REGISTRIES
+
+    for name, reg in REGISTRIES.items():
+        if kind not in (None, name):
+            continue
+        click.echo(f"{reg.kind} ({reg.setting}):")
+        for entry in reg.entries():
+            shown = entry.name + (f"-<{entry.parameter}>" if entry.parameter else "")
+            flags = [k for k, v in entry.info.items() if v is True]
+            extra = [f"flags: {', '.join(flags)}"] if flags else []
+            if entry.info.get("settings"):
+                extra.append("settings: " + ", ".join(entry.info["settings"]))
+            click.echo(f"  {shown}: {entry.summary}" + (f" [{'; '.join(extra)}]" if extra else ""))
 
 
 if __name__ == "__main__":

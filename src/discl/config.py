@@ -52,12 +52,7 @@ from .config_types import (
     Unique,
     Url,
 )
-
-#: The curricula train.methods may name, besides fixed-<level>: discl.curricula.CURRICULA, written out
-#: here so that reading a config does not import PyTorch (tests/test_config.py keeps the two equal).
-CURRICULA = ("real-only", "all-synthetic", "non-adaptive", "reverse", "fixed", "random", "adaptive",
-             "adaptive-warmup", "adaptive-per-class", "cuda")
-REAL_DATA_ONLY = ("real-only", "cuda")  # methods without synthetic images (no curriculum period)
+from .registry import Entry, Registry, curricula, datasets, generators, scorers
 
 _T = TypeVar("_T")
 
@@ -83,7 +78,7 @@ def section(cls: type[_T]) -> type[_T]:
 @section
 class DataConfig:
     # "digits-lt" (built in, offline) or "image-folder" (root/<class name>/<image>).
-    name: Literal["digits-lt", "image-folder", "imagenet-lt", "iwildcam", "csv"] = "digits-lt"
+    name: Name = "digits-lt"  # the dataset adapter (docs/config.md, "Registered names")
     root: Text | None = None  # image-folder only
     image_size: Positive = 16
     # digits-lt: long-tailed training split n_c = max_per_class * imbalance_ratio^(-c / (C - 1)).
@@ -117,6 +112,7 @@ class DataConfig:
 
     @model_validator(mode="after")
     def _check(self):
+        _registered(datasets, "name", self.name)
         if self.val_fraction + self.test_fraction >= 1:
             raise Invalid("test_fraction", self.test_fraction, f"val_fraction + test_fraction must be below 1 (val_fraction is {self.val_fraction})")
         for many, few in (("many_above", "few_below"), ("lt_many_above", "lt_few_below")):
@@ -251,7 +247,7 @@ class MineConfig:
 @section
 class GeneratorConfig:
     # "pixel-diffusion": the small class-conditional diffusion model trained in-process.
-    backend: Literal["pixel-diffusion", "diffusers"] = "pixel-diffusion"
+    backend: Name = "pixel-diffusion"  # the image-to-image backend (docs/config.md, "Registered names")
     # "{name}" is the class name; with prompt_file (JSON: class name -> descriptions), one
     # description per (class, seed) fills "{description}", e.g. "a 8k real photo: {description}".
     prompt_template: TemplateDescription = "a photo of the digit {name}"
@@ -304,6 +300,7 @@ class GeneratorConfig:
 
     @model_validator(mode="after")
     def _check(self):
+        _registered(generators, "backend", self.backend)
         if self.backend == "diffusers" and not self.model:
             raise Invalid("model", self.model, "backend 'diffusers' needs a model: an alias (sd15, sd21, sdxl, sdxl-refiner), a hub id or a local pipeline folder")
         if self.resize and self.source_size == "native":
@@ -317,7 +314,8 @@ class ScorerConfig:
     # "open_clip" / "transformers" / "auto": a CLIP made by discl.scoring.factory.create_scorer
     # from `model` (+ `pretrained`), e.g. model "ViT-B-32", pretrained "openai" or a local checkpoint;
     # or model "openai/clip-vit-base-patch32" (the paper's scorer) or a local save_pretrained folder.
-    backend: Literal["tiny-clip", "open_clip", "transformers", "auto"] = "tiny-clip"
+    # "auto": the first registered backend (discl.registry.scorers) that recognises `model`.
+    backend: Name = "tiny-clip"
     model: Name | None = None
     pretrained: Name | None = None
     device: Device = "auto"
@@ -348,7 +346,8 @@ class ScorerConfig:
 
     @model_validator(mode="after")
     def _check(self):
-        if self.backend in ("open_clip", "transformers", "auto") and not self.model:
+        entry = _registered(scorers, "backend", self.backend, also=("auto",))
+        if not (entry and entry.trained_in_run) and not self.model:
             raise Invalid("model", self.model, f"backend {self.backend!r} needs a model, e.g. ViT-B-32 or openai/clip-vit-base-patch32")
         if self.image_max is not None and self.image_threshold is not None and self.image_max < self.image_threshold:
             raise Invalid("image_max", self.image_max, f"must be >= image_threshold ({self.image_threshold})")
@@ -446,12 +445,9 @@ class TrainConfig(TrainRuntime):
 
     @model_validator(mode="after")
     def _check(self):
-        for method in self.methods:
-            level = method.removeprefix("fixed-")
-            if method not in CURRICULA and not (level != method and level.isdigit() and int(level) <= 100):
-                raise Invalid("methods", method, f"each method must be one of {list(CURRICULA)} or fixed-<level 0..100>")
+        entries = [_registered(curricula, "methods", method) for method in self.methods]
         _check_accumulate(self.accumulate, self.classifier.batch_size, "classifier.batch_size")
-        if any(m not in REAL_DATA_ONLY for m in self.methods) and self.curriculum_epochs > self.classifier.epochs:
+        if any(e and e.synthetic for e in entries) and self.curriculum_epochs > self.classifier.epochs:
             raise Invalid("curriculum_epochs", self.curriculum_epochs, f"must not exceed classifier.epochs ({self.classifier.epochs})")
         return self
 
@@ -480,6 +476,21 @@ class ConfigError(ValueError):
 
 
 _RUN_CONFIG = TypeAdapter(RunConfig)  # validates a whole config given as plain values
+
+
+def _registered(registry: Registry, field: str, name: str, also: tuple[str, ...] = ()) -> Entry | None:
+    """The registry's entry for ``name`` (a curriculum, dataset, backend), None for one of ``also`` (names the
+    setting takes besides the registry's, like score.backend "auto"), else an Invalid listing the known names."""
+    if name in also:
+        return None
+    entry = registry.find(name)
+    if entry is None:
+        raise Invalid(field, name, f"must be one of: {', '.join(also + (registry.describe_names(),))}")
+    parameter = registry.parameter_of(name)
+    check = entry.info.get("check")
+    if parameter is not None and check is not None and (problem := check(parameter)):
+        raise Invalid(field, name, problem)
+    return entry
 
 
 def _check_accumulate(accumulate: int, batch_size: int, batch_key: str) -> None:

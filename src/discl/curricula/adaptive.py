@@ -23,7 +23,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from .base import CurriculumBase, Evaluate, Stage, check_levels, check_period
+from ..registry import curricula
+from .base import CurriculumBase, CurriculumSpec, Evaluate, Stage, check_levels, check_period
 
 
 @dataclass
@@ -212,3 +213,32 @@ class PerClassAdaptive(Adaptive):
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self.class_choice = dict(state["class_choice"])
+
+
+_ADAPTIVE_SETTINGS = ("stage_length", "warmup", "min_level", "smoothing", "val_sources")
+
+
+def _adaptive_options(spec: CurriculumSpec, warmup: bool = False) -> dict:
+    o = spec.options
+    return dict(stage_length=o.stage_length, warmup=o.warmup or warmup, min_level=o.min_level,
+                smoothing=o.smoothing, name=spec.name)
+
+
+@curricula.register("adaptive", validation=True, settings=_ADAPTIVE_SETTINGS)
+def build_adaptive(spec: CurriculumSpec) -> Adaptive:
+    """DisCL's adaptive curriculum: each stage, the level whose images the model learns fastest from."""
+    return Adaptive(spec.levels, spec.curriculum_epochs, spec.total_epochs, spec.require_validation(), **_adaptive_options(spec))
+
+
+@curricula.register("adaptive-warmup", validation=True, settings=_ADAPTIVE_SETTINGS)
+def build_adaptive_warmup(spec: CurriculumSpec) -> Adaptive:
+    """The adaptive curriculum after a first stage on a uniform mix of all levels."""
+    return Adaptive(spec.levels, spec.curriculum_epochs, spec.total_epochs, spec.require_validation(),
+                    **_adaptive_options(spec, warmup=True))
+
+
+@curricula.register("adaptive-per-class", validation=True, settings=_ADAPTIVE_SETTINGS)
+def build_adaptive_per_class(spec: CurriculumSpec) -> PerClassAdaptive:
+    """The adaptive choice made per class."""
+    return PerClassAdaptive(spec.levels, spec.curriculum_epochs, spec.total_epochs, spec.require_validation(),
+                            num_classes=spec.num_classes, **_adaptive_options(spec))

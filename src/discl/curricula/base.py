@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -146,3 +146,34 @@ def check_period(curriculum_epochs: int, total_epochs: int) -> None:
         raise ValueError(
             f"curriculum_epochs ({curriculum_epochs}) must lie between 0 and the total epochs ({total_epochs})"
         )
+
+
+@dataclass(frozen=True)
+class CurriculumSpec:
+    """What the training run tells a curriculum's builder (``@curricula.register``, discl.registry).
+
+    ``name``: the method as written in train.methods (``fixed-50``), ``parameter`` what follows the
+    registered name's dash (``"50"``), else None; ``options``: train.curriculum (a CurriculumConfig);
+    ``validation``: the curriculum validation set, for curricula registered with ``validation=True``;
+    ``train_rows``: (positions, labels) of the real training rows, for ``augmentation=True`` ones."""
+
+    name: str
+    total_epochs: int
+    levels: tuple[int, ...]
+    curriculum_epochs: int
+    options: Any
+    parameter: str | None = None
+    validation: Any = None
+    num_classes: int = 0
+    train_rows: tuple[np.ndarray, np.ndarray] | None = None
+    seed: int = 0
+
+    def require_validation(self):
+        if self.validation is None:
+            raise ValueError(f"curriculum {self.name!r} needs a curriculum validation set")
+        return self.validation
+
+    def require_train_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.train_rows is None:
+            raise ValueError(f"curriculum {self.name!r} needs the real training rows")
+        return self.train_rows

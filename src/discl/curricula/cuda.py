@@ -9,61 +9,23 @@ Rule implemented here (one epoch per stage, real data only):
   ``max_strength``), otherwise it falls by one (down to 0);
 - an image of class c is augmented with min(L_c, number of ops) operations drawn at random
   from the list below, each at magnitude L_c / max_strength.
-Operations are torchvision's (transforms.v2.functional) on uint8 tensors.
+Operations are torchvision's (transforms.v2.functional) on uint8 tensors (curricula/augment.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
-import torch
-from torchvision.transforms.v2 import functional as TF
 
+from ..registry import curricula
 from ..seeding import stable_seed
-from .base import CurriculumBase, Evaluate, Stage
+from .base import CurriculumBase, CurriculumSpec, Evaluate, Stage
 
-
-def _sign(g: torch.Generator) -> float:
-    return 1.0 if torch.rand((), generator=g).item() < 0.5 else -1.0
-
-
-def _erase(x: torch.Tensor, m: float, g: torch.Generator) -> torch.Tensor:
-    h, w = x.shape[-2:]
-    side = max(1, round(0.5 * m * min(h, w)))
-    i = int(torch.randint(0, h - side + 1, (), generator=g))
-    j = int(torch.randint(0, w - side + 1, (), generator=g))
-    return TF.erase(x, i, j, side, side, torch.zeros((), dtype=x.dtype))
-
-
-OPS = {
-    "rotate": lambda x, m, g: TF.rotate(x, _sign(g) * 30.0 * m),
-    "shear": lambda x, m, g: TF.affine(x, angle=0.0, translate=[0, 0], scale=1.0, shear=[_sign(g) * 20.0 * m, 0.0]),
-    "translate": lambda x, m, g: TF.affine(x, angle=0.0, translate=[round(_sign(g) * 0.3 * m * x.shape[-1]), 0], scale=1.0, shear=[0.0, 0.0]),
-    "brightness": lambda x, m, g: TF.adjust_brightness(x, 1.0 + _sign(g) * 0.8 * m),
-    "contrast": lambda x, m, g: TF.adjust_contrast(x, 1.0 + _sign(g) * 0.8 * m),
-    "sharpness": lambda x, m, g: TF.adjust_sharpness(x, 1.0 + _sign(g) * 0.9 * m),
-    "posterize": lambda x, m, g: TF.posterize(x, 8 - round(4 * m)),
-    "solarize": lambda x, m, g: TF.solarize(x, 255.0 * (1.0 - m)),
-    "autocontrast": lambda x, m, g: TF.autocontrast(x),
-    "equalize": lambda x, m, g: TF.equalize(x),
-    "flip": lambda x, m, g: TF.horizontal_flip(x),
-    "erase": _erase,
-}
-OP_NAMES = sorted(OPS)
-
-
-def augment_image(image: torch.Tensor, strength: int, max_strength: int, generator: torch.Generator) -> torch.Tensor:
-    """One uint8 (3, H, W) image at CUDA strength ``strength`` (0 = unchanged)."""
-    if strength <= 0:
-        return image
-    m = min(1.0, strength / max_strength)
-    n_ops = min(strength, len(OP_NAMES))
-    for k in torch.randperm(len(OP_NAMES), generator=generator)[:n_ops].tolist():
-        image = OPS[OP_NAMES[k]](image, m, generator)
-    return image
+if TYPE_CHECKING:  # the augmentations (and PyTorch) are imported where images are decoded
+    import torch
 
 
 @dataclass
@@ -94,6 +56,8 @@ class CudaCurriculum(CurriculumBase):
         self._probe = {c: positions[np.flatnonzero(labels == c)[: self.probe_per_class]] for c in range(self.num_classes)}
 
     def augment(self, image: torch.Tensor, strength: int, generator: torch.Generator) -> torch.Tensor:
+        from .augment import augment_image
+
         return augment_image(image, strength, self.max_strength, generator)
 
     def observe(self, evaluate: Evaluate) -> list[dict]:
@@ -126,3 +90,14 @@ class CudaCurriculum(CurriculumBase):
 
     def load_state_dict(self, state: dict) -> None:
         self.strength, self.n_observed = list(state["strength"]), int(state["n_observed"])
+
+
+@curricula.register("cuda", synthetic=False, augmentation=True,
+                    settings=("cuda_threshold", "cuda_max_strength", "cuda_probe_per_class"))
+def build_cuda(spec: CurriculumSpec) -> CudaCurriculum:
+    """CUDA (Ahn et al., ICLR 2023): real images only, per-class augmentation strength that rises while
+    the class is learnt well (a baseline)."""
+    positions, labels = spec.require_train_rows()
+    o = spec.options
+    return CudaCurriculum(spec.total_epochs, positions, labels, spec.num_classes, o.cuda_threshold,
+                          o.cuda_max_strength, o.cuda_probe_per_class, spec.seed)

@@ -6,8 +6,9 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..registry import curricula
 from ..seeding import stable_seed
-from .base import CurriculumBase, Stage, check_levels, check_period, split_epochs
+from .base import CurriculumBase, CurriculumSpec, Stage, check_levels, check_period, split_epochs
 
 
 class _Planned(CurriculumBase):
@@ -129,3 +130,55 @@ class RandomLevel(_Planned):
             plan.append(Stage(rng.choice(sorted(self.levels)), n))
             left -= n
         self._plan = _then_real(plan, self.curriculum_epochs, self.total_epochs)
+
+
+# -- the names train.methods takes (discl.registry.curricula), in the order docs list them
+@curricula.register("real-only", synthetic=False)
+def build_real_only(spec: CurriculumSpec) -> RealOnly:
+    """Real data only: the baseline every curriculum is compared with."""
+    return RealOnly(spec.total_epochs)
+
+
+@curricula.register("all-synthetic", settings=())
+def build_all_synthetic(spec: CurriculumSpec) -> AllSynthetic:
+    """Every level's synthetic images at once for the curriculum period, then real data (a baseline)."""
+    return AllSynthetic(spec.levels, spec.curriculum_epochs, spec.total_epochs)
+
+
+@curricula.register("non-adaptive", settings=("stage_epochs",))
+def build_non_adaptive(spec: CurriculumSpec) -> NonAdaptive:
+    """DisCL's fixed schedule: the levels from synthetic (low) to real (high), then real data."""
+    return NonAdaptive(spec.levels, spec.curriculum_epochs, spec.total_epochs, spec.options.stage_epochs or None)
+
+
+@curricula.register("reverse", settings=("stage_epochs",))
+def build_reverse(spec: CurriculumSpec) -> NonAdaptive:
+    """The fixed schedule backwards, real-like to synthetic (an ablation)."""
+    return NonAdaptive(spec.levels, spec.curriculum_epochs, spec.total_epochs, spec.options.stage_epochs or None,
+                       reverse=True, name="reverse")
+
+
+def _level_problem(parameter: str) -> str | None:
+    return None if parameter.isdigit() and int(parameter) <= 100 else "expected fixed-<level 0..100>, e.g. fixed-50"
+
+
+@curricula.register("fixed", parameter="level", settings=("fixed_level",), check=_level_problem)
+def build_fixed(spec: CurriculumSpec) -> FixedLevel:
+    """One level for the whole curriculum period: fixed-<level> (e.g. fixed-50), or train.curriculum.fixed_level."""
+    if spec.parameter is None:
+        level = spec.options.fixed_level
+    elif (problem := _level_problem(spec.parameter)) is None:
+        level = int(spec.parameter)
+    else:
+        raise ValueError(f"curriculum {spec.name!r}: {problem}")
+    return FixedLevel(level, spec.curriculum_epochs, spec.total_epochs, name=spec.name)
+
+
+@curricula.register("random", settings=("min_level", "stage_length"))
+def build_random(spec: CurriculumSpec) -> RandomLevel:
+    """A random level each stage (an ablation of the adaptive choice)."""
+    # Like the adaptive curricula, the random variant draws only among levels >= min_level.
+    candidates = [lv for lv in spec.levels if lv >= spec.options.min_level]
+    if not candidates:
+        raise ValueError(f"no level in {list(spec.levels)} is >= min_level {spec.options.min_level}")
+    return RandomLevel(candidates, spec.curriculum_epochs, spec.total_epochs, seed=spec.seed, stage_length=spec.options.stage_length)

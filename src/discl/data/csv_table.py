@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..registry import datasets
+from .adapted import Adapted
 from .image_folder import DatasetError, hash_splits
 
 SPLITS = {"train", "val", "test"}
@@ -51,3 +53,11 @@ def scan_csv(path: str | Path, path_column: str = "path", label_column: str = "l
         frame["label"] = frame["raw_label"].map({c: i for i, c in enumerate(classes)}).astype("int32")
         frame["class_name"] = frame["raw_label"]
     return frame[["sample_id", "split", "label", "class_name", "path"]], pd.DataFrame(skipped, columns=["path", "reason"])
+
+
+@datasets.register("csv", root="the CSV file", lt_buckets=True,
+                   settings=("csv_path_column", "csv_label_column", "csv_split_column", "val_fraction", "test_fraction", "split_seed"))
+def adapt_csv(cfg, run) -> Adapted:
+    """A CSV file listing images (path, label, optional split and class name)."""
+    return Adapted(*scan_csv(cfg.root, cfg.csv_path_column, cfg.csv_label_column, cfg.csv_split_column,
+                             cfg.val_fraction, cfg.test_fraction, cfg.split_seed))

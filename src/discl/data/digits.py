@@ -17,9 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
-import torch.nn.functional as F
 from PIL import Image
+
+from ..registry import datasets
+from ..swap import staging_dir
+from .adapted import Adapted
 
 CLASS_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
@@ -35,6 +37,9 @@ def long_tail_counts(num_classes: int, max_per_class: int, imbalance_ratio: floa
 
 def digits_to_rgb(images: np.ndarray, size: int) -> np.ndarray:
     """(N, 8, 8) digits with values 0..16 -> (N, size, size, 3) uint8."""
+    import torch
+    import torch.nn.functional as F
+
     x = torch.from_numpy(images.astype(np.float32) / 16.0).unsqueeze(1)
     if size != x.shape[-1]:
         x = F.interpolate(x, size=(size, size), mode="nearest")
@@ -80,3 +85,20 @@ def build_digits_lt(
                 Image.fromarray(rgb[index]).save(path)
                 rows.append((f"digits-{index:04d}", split, c, CLASS_NAMES[c], str(path)))
     return pd.DataFrame(rows, columns=["sample_id", "split", "label", "class_name", "path"])
+
+
+@datasets.register("digits-lt", settings=("image_size", "imbalance_ratio", "max_per_class", "val_per_class",
+                                          "test_per_class", "split_seed"))
+def adapt_digits_lt(cfg, run) -> Adapted:
+    """scikit-learn's handwritten digits, long-tailed (built in, offline: the demo's dataset)."""
+    from ..tables import empty_table
+
+    # Written beside the images of an earlier prepare, which stay until the new ones are all written.
+    final = run.images / "digits-lt"
+    staged = staging_dir(final)
+    dataset = build_digits_lt(staged, image_size=cfg.image_size, max_per_class=cfg.max_per_class,
+                              imbalance_ratio=cfg.imbalance_ratio, val_per_class=cfg.val_per_class,
+                              test_per_class=cfg.test_per_class, seed=cfg.split_seed)
+    # Paths where the images will be (the run directory stays movable: relative paths).
+    dataset["path"] = [run.relative(final / Path(p).relative_to(staged)) for p in dataset["path"]]
+    return Adapted(dataset, empty_table("skipped"), staged, final)

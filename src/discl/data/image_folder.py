@@ -19,6 +19,9 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
+from ..registry import datasets
+from .adapted import Adapted
+
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 SPLITS = ("train", "val", "test")
 
@@ -124,3 +127,10 @@ def hash_splits(keys: pd.Series, classes: pd.Series, val_fraction: float, test_f
         if len(rows) >= 2 and not (rows == "train").any() and hashed[rows.index].any():
             split[u[rows.index][hashed[rows.index]].idxmax()] = "train"
     return split.tolist()
+
+
+@datasets.register("image-folder", root="the image folder (root/<class name>/<image>)",
+                   settings=("val_fraction", "test_fraction", "split_seed"))
+def adapt_image_folder(cfg, run) -> Adapted:
+    """A folder of class folders (root/<class name>/<image>), optionally under train/, val/, test/."""
+    return Adapted(*scan_image_folder(cfg.root, cfg.val_fraction, cfg.test_fraction, cfg.split_seed))

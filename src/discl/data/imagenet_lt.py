@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..registry import datasets
+from .adapted import Adapted
 from .class_names import imagenet_name
 from .image_folder import DatasetError
 
@@ -63,3 +65,10 @@ def scan_imagenet_lt(root: str | Path, split_dir: str | Path | None = None) -> t
     frame["class_id"] = frame["label"].map(wnids)
     frame["label"] = frame["label"].astype("int32")
     return frame, pd.DataFrame(skipped, columns=["path", "reason"])
+
+
+@datasets.register("imagenet-lt", root="the ImageNet folder (train/, val/ and the ImageNet_LT_*.txt split files)",
+                   lt_buckets=True, settings=("split_dir",))
+def adapt_imagenet_lt(cfg, run) -> Adapted:
+    """ImageNet-LT: the ImageNet folder and the split files of Liu et al. (ImageNet_LT_train/val/test.txt)."""
+    return Adapted(*scan_imagenet_lt(cfg.root, cfg.split_dir))

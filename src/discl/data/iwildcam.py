@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
+from ..registry import datasets
+from .adapted import Adapted
 from .class_names import iwildcam_english_names
 from .image_folder import DatasetError
 
@@ -74,6 +75,8 @@ def class_names(categories: Path) -> tuple[dict[int, str], dict[int, str]]:
 def wilds_eval(root: str | Path | None, split: str, sample_ids: list[str], predictions: np.ndarray) -> dict:
     """WILDS's own metrics (acc_avg, recall-macro_all, F1-macro_all) for predictions on one split.
     ``sample_ids`` are the file names the dataset table holds; every image of the split must be predicted."""
+    import torch
+
     ds = load_wilds_iwildcam(root)
     subset = ds.get_subset(split)
     files = np.asarray(ds._input_array)[subset.indices]
@@ -84,3 +87,9 @@ def wilds_eval(root: str | Path | None, split: str, sample_ids: list[str], predi
     y_pred = torch.tensor([pred_of[f] for f in files])
     results, _ = ds.eval(y_pred, subset.y_array, subset.metadata_array)
     return {k: float(v) for k, v in results.items()}
+
+
+@datasets.register("iwildcam", root="the folder that holds iwildcam_v2.0", lt_buckets=True)
+def adapt_iwildcam(cfg, run) -> Adapted:
+    """WILDS iWildCam (camera-trap photos; the wilds package reads it)."""
+    return Adapted(*scan_iwildcam(cfg.root))

@@ -1,4 +1,5 @@
-"""Generators from a name: an alias, a Hugging Face hub id or a local folder (as ``timm.create_model``)."""
+"""Generators by backend name (generation/backends.py registers them), and the diffusers backend's
+pipeline from a name: an alias, a Hugging Face hub id or a local folder (as ``timm.create_model``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 import torch
 
 from ..config import GeneratorConfig
+from ..registry import generators
 from .diffusers_backend import DTYPES, SCHEDULERS, DiffusersImg2Img, DiffusersOptions
 
 #: Short names for the usual models; anything else is used as a hub id or folder as it is.
@@ -24,13 +26,7 @@ def resolve_model(model: str) -> str:
 
 def generator_name(cfg: GeneratorConfig) -> str:
     """The name recorded with every image and mixed into its noise seed; known without loading the model."""
-    if cfg.backend == "pixel-diffusion":
-        return f"pixel-diffusion/{cfg.sample_size}px-{cfg.channels}ch"
-    if cfg.backend == "diffusers":
-        if not cfg.model:
-            raise ValueError("generate.model must name a diffusers model (alias, hub id or folder) for backend 'diffusers'")
-        return f"diffusers/{cfg.model}"
-    raise ValueError(f"unknown generator backend {cfg.backend!r}; known: ['pixel-diffusion', 'diffusers']")
+    return generators.get(cfg.backend).recorded_as(cfg)
 
 
 def load_img2img_pipeline(model: str, dtype: str = "fp32", local_files_only: bool = False):
@@ -92,14 +88,6 @@ def create_diffusers_generator(cfg: GeneratorConfig) -> DiffusersImg2Img:
 
 
 def create_generator(cfg: GeneratorConfig, run_root: Path | None = None):
-    """The configured generator. The demo's pixel-diffusion model is loaded from the run directory
-    (the `generate` stage trains it first)."""
-    if cfg.backend == "diffusers":
-        return create_diffusers_generator(cfg)
-    if cfg.backend == "pixel-diffusion":
-        from .pixel_diffusion import PixelDiffusionGenerator
-
-        if run_root is None:
-            raise ValueError("the pixel-diffusion generator lives in a run directory; pass run_root")
-        return PixelDiffusionGenerator.load(Path(run_root) / "models" / "generator", cfg.inference_steps)
-    generator_name(cfg)  # raises the unknown-backend error
+    """The generator generate.backend names (discl.registry.generators). A backend trained in the run
+    directory (the demo's pixel-diffusion model) is loaded from ``run_root``; the generate stage trains it first."""
+    return generators.get(cfg.backend).target(cfg, run_root)

@@ -1,4 +1,5 @@
-"""``create_scorer``: a CLIP scorer from a name, a hub id or a local path.
+"""``create_scorer``: a CLIP scorer from a name, a hub id or a local path, through the registered
+backends (scoring/backends.py).
 
 - ``"ViT-B-32/openai"`` or ``("ViT-B-32", pretrained="openai")``: open_clip, model name + pretrained tag;
   ``pretrained`` may also be a local checkpoint file (``.pt``/``.bin``/``.safetensors``).
@@ -12,49 +13,33 @@ from __future__ import annotations
 import pickle
 from pathlib import Path
 
-BACKENDS = ("auto", "open_clip", "transformers", "tiny-clip")
-
-
-def _open_clip_names() -> set[str]:
-    import open_clip
-
-    return set(open_clip.list_models())
+from ..registry import scorers
+from .backends import open_clip_names
 
 
 def create_scorer(name_or_path: str | None, pretrained: str | None = None, backend: str = "auto",
                   batch_size: int = 256, device: str | None = "cpu", precision: str = "fp32"):
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown scorer backend {backend!r}; known: {list(BACKENDS)}")
+    """A scorer from the backend score.backend names (discl.registry.scorers), or with "auto" from the first
+    backend that recognises ``name_or_path``."""
     if not name_or_path:
         raise ValueError("no scorer model given (score.model)")
     opts = {"batch_size": batch_size, "device": device, "precision": precision}
-    path = Path(name_or_path)
-    if backend in ("auto", "tiny-clip") and path.is_dir() and (path / "discl-tiny-clip.json").exists():
-        from .tiny_clip import load_tiny_clip
-
-        scorer = load_tiny_clip(path)
-        return _rewrap_open_clip(scorer, **opts)
-    if backend == "transformers" or (backend == "auto" and (str(name_or_path).startswith("hf:") or (path.is_dir() and (path / "config.json").exists()))):
-        from .transformers_backend import load_transformers_clip
-
-        return load_transformers_clip(str(name_or_path).removeprefix("hf:"), **opts)
-    model_name, tag = _split_open_clip(str(name_or_path), pretrained)
-    if model_name in _open_clip_names() or backend == "open_clip":
-        return load_open_clip(model_name, tag, **opts)
-    if backend == "auto" and "/" in str(name_or_path) and not path.exists():
-        from .transformers_backend import load_transformers_clip
-
-        return load_transformers_clip(str(name_or_path), **opts)
+    if backend != "auto":
+        return scorers.get(backend).target(str(name_or_path), pretrained, **opts)
+    for entry in scorers.entries():
+        if entry.detect is not None and entry.detect(str(name_or_path)):
+            return entry.target(str(name_or_path), pretrained, **opts)
     raise ValueError(
         f"cannot make a scorer from {name_or_path!r}: not an open_clip model name (e.g. 'ViT-B-32/openai'), "
         "a transformers hub id (e.g. 'openai/clip-vit-base-patch32') or a folder with a saved model"
     )
 
 
-def _split_open_clip(name: str, pretrained: str | None) -> tuple[str, str | None]:
+def split_open_clip(name: str, pretrained: str | None) -> tuple[str, str | None]:
+    """"ViT-B-32/openai" -> ("ViT-B-32", "openai") when no pretrained tag is given apart."""
     if pretrained is None and "/" in name:
         head, tail = name.split("/", 1)
-        if head in _open_clip_names():
+        if head in open_clip_names():
             return head, tail
     return name, pretrained
 
@@ -64,7 +49,7 @@ def load_open_clip(model_name: str, pretrained: str | None, **opts):
 
     from .base import OpenClipScorer
 
-    if not model_name.startswith("hf-hub:") and model_name not in _open_clip_names():
+    if not model_name.startswith("hf-hub:") and model_name not in open_clip_names():
         raise ValueError(f"{model_name!r} is not an open_clip model name (e.g. 'ViT-B-32'; open_clip.list_models() lists them)")
     if pretrained and Path(pretrained).suffix in (".pt", ".pth", ".bin", ".safetensors") and not Path(pretrained).exists():
         raise FileNotFoundError(f"open_clip checkpoint {pretrained} not found")
@@ -76,9 +61,3 @@ def load_open_clip(model_name: str, pretrained: str | None, **opts):
         raise ValueError(f"cannot read the open_clip checkpoint {pretrained} as plain weights "
                          f"(torch.load with weights_only=True refused it: {first})") from None
     return OpenClipScorer(model, open_clip.get_tokenizer(model_name), f"{model_name}/{pretrained}" if pretrained else model_name, **opts)
-
-
-def _rewrap_open_clip(scorer, **opts):
-    from .base import OpenClipScorer
-
-    return OpenClipScorer(scorer.model, scorer.tokenizer, scorer.name, **opts)

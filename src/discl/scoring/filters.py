@@ -3,9 +3,11 @@
 in ``drop_reason``, and the summary counts each rule's drops under ``dropped_<name>``, so its columns
 follow from the rules, not from the spelling of their reasons.
 
-Order: the per-image rules (similarities, base-model confidence) run first and independently;
-the per-class cap then keeps at most N of the survivors of each (class, level), the ones with
-the highest text similarity."""
+Each rule registers its name (discl.registry.filters) with a ``from_config`` that reads its own score.*
+settings and returns the rule, or None when those settings turn it off. Order: the per-image rules
+(similarities, base-model confidence) run first and independently, in registration order; the rules
+registered with ``survivors=True`` (the per-class cap: at most N of the survivors of each (class,
+level), the ones with the highest text similarity) then run on what the others kept."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
+from ..registry import filters
 
 
 @dataclass(frozen=True)
@@ -25,20 +29,34 @@ class Check:
     keep: pd.Series  # False where the rule drops the image
 
 
+@filters.register("text-similarity", settings=("text_threshold",))
 @dataclass(frozen=True)
 class TextSimAtLeast:
+    """Drop images whose CLIP similarity to their text (caption or prompt) is below score.text_threshold."""
+
     minimum: float
+
+    @classmethod
+    def from_config(cls, cfg) -> TextSimAtLeast:
+        return cls(cfg.text_threshold)
 
     def checks(self, scores: pd.DataFrame) -> list[Check]:
         return [Check("text", f"text_sim<{self.minimum:g}", ~(scores["text_sim"] < self.minimum))]
 
 
+@filters.register("image-similarity", settings=("image_threshold", "image_max"))
 @dataclass(frozen=True)
 class ImageSimInBand:
-    """image_sim >= minimum, and <= maximum when given (a band: not too far from the source, not a copy)."""
+    """Keep images whose CLIP similarity to their source is >= score.image_threshold and <= score.image_max
+    when given (a band: not too far from the source, not a copy)."""
 
     minimum: float | None = None
     maximum: float | None = None
+
+    @classmethod
+    def from_config(cls, cfg) -> ImageSimInBand | None:
+        on = cfg.image_threshold is not None or cfg.image_max is not None
+        return cls(cfg.image_threshold, cfg.image_max) if on else None
 
     def checks(self, scores: pd.DataFrame) -> list[Check]:
         out = []
@@ -49,6 +67,7 @@ class ImageSimInBand:
         return out
 
 
+@filters.register("base-confidence", settings=("confident_wrong", "too_easy"))
 @dataclass(frozen=True)
 class BaseModelConfidence:
     """ALIA-style: drop images the base model confidently assigns to another class (likely not
@@ -56,6 +75,11 @@ class BaseModelConfidence:
 
     confident_wrong: float | None = None  # drop if pred != label and p(pred) >= this
     too_easy: float | None = None  # drop if p(true class) >= this
+
+    @classmethod
+    def from_config(cls, cfg) -> BaseModelConfidence | None:
+        on = cfg.confident_wrong is not None or cfg.too_easy is not None
+        return cls(cfg.confident_wrong, cfg.too_easy) if on else None
 
     def checks(self, scores: pd.DataFrame) -> list[Check]:
         needed = ["base_p_true", "base_pred", "base_p_pred"]
@@ -72,11 +96,20 @@ class BaseModelConfidence:
         return out
 
 
+@filters.register("class-cap", survivors=True, settings=("max_per_class",))
 @dataclass(frozen=True)
 class ClassCap:
-    """At most ``per_level`` kept images per (class, image-guidance level)."""
+    """At most score.max_per_class kept images per (class, image-guidance level), the most text-similar."""
 
     per_level: int
+
+    @classmethod
+    def from_config(cls, cfg) -> ClassCap | None:
+        if cfg.max_per_class is None:
+            return None
+        if cfg.max_per_class < 1:
+            raise ValueError(f"score.max_per_class must be >= 1, got {cfg.max_per_class}")
+        return cls(cfg.max_per_class)
 
     def checks(self, scores: pd.DataFrame, survivors: pd.Series) -> list[Check]:
         alive = scores[survivors].sort_values(["text_sim", "synthetic_id"], ascending=[False, True], kind="stable")
@@ -125,34 +158,29 @@ def check_similarities(scores: pd.DataFrame) -> None:
         raise ValueError(f"NaN similarity for {int(nan.sum())} synthetic images, e.g. {bad}")
 
 
-def run_filters(scores: pd.DataFrame, rules: list, cap: ClassCap | None = None) -> Filtered:
-    """Every rule on ``scores``, then the cap on the survivors."""
+def run_filters(scores: pd.DataFrame, rules: list, cap=None) -> Filtered:
+    """Every rule on ``scores``, then the survivors' rules (``cap``: one, a list, or None) on what they kept."""
     check_similarities(scores)
     checks = [check for rule in rules for check in rule.checks(scores)]
-    if cap is not None:
+    for last in [] if cap is None else cap if isinstance(cap, list) else [cap]:
         survivors = pd.Series(True, index=scores.index)
         for check in checks:
             survivors &= check.keep.to_numpy(dtype=bool)
-        checks += cap.checks(scores, survivors)
+        checks += last.checks(scores, survivors)
     out = scores.copy()
     out["drop_reason"] = _drop_reasons(checks, scores.index).to_numpy()
     out["kept"] = out["drop_reason"] == ""
     return Filtered(out, _dropped_by_rule(checks, scores.index))
 
 
-def apply_filters(scores: pd.DataFrame, rules: list, cap: ClassCap | None = None) -> pd.DataFrame:
+def apply_filters(scores: pd.DataFrame, rules: list, cap=None) -> pd.DataFrame:
     """``scores`` plus ``drop_reason`` ("" when kept) and ``kept``."""
     return run_filters(scores, rules, cap).scores
 
 
-def filters_from_config(cfg) -> tuple[list, ClassCap | None]:
-    """The filters a ScorerConfig asks for."""
-    rules: list = [TextSimAtLeast(cfg.text_threshold)]
-    if cfg.image_threshold is not None or cfg.image_max is not None:
-        rules.append(ImageSimInBand(cfg.image_threshold, cfg.image_max))
-    if cfg.confident_wrong is not None or cfg.too_easy is not None:
-        rules.append(BaseModelConfidence(cfg.confident_wrong, cfg.too_easy))
-    cap = ClassCap(cfg.max_per_class) if cfg.max_per_class is not None else None
-    if cap is not None and cap.per_level < 1:
-        raise ValueError(f"score.max_per_class must be >= 1, got {cap.per_level}")
-    return rules, cap
+def filters_from_config(cfg) -> tuple[list, list]:
+    """The filters a ScorerConfig turns on, in the registry's order: the per-image rules, and the rules
+    that run on their survivors."""
+    made = [(entry, entry.target.from_config(cfg)) for entry in filters.entries()]
+    return ([rule for entry, rule in made if rule is not None and not entry.survivors],
+            [rule for entry, rule in made if rule is not None and entry.survivors])

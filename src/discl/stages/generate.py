@@ -28,12 +28,12 @@ from ..generation.sources import SourceImages
 from ..generation.store import PartStore, current, done_rows, stale
 from ..lock import RunLock
 from ..prompts import PromptBank, demo_text_warning
+from ..registry import generators
 from ..rundir import RunDir
 from ..tables import read_table, write_table
 from . import cache
 from .common import fingerprint
 
-GENERATORS = ("pixel-diffusion", "diffusers")
 ENGINES = ("local", "ray")
 
 
@@ -53,7 +53,7 @@ def ensure_generator(run: RunDir, cfg: RunConfig, echo=print, progress: bool = T
     """The configured generator; the demo's pixel-diffusion model is trained on the foundation pool first
     and cached in models/generator (a retrained model replaces the old one only once it is saved whole)."""
     g = cfg.generate
-    if g.backend == "diffusers":
+    if not generators.get(g.backend).trained_in_run:
         return create_generator(g)
     settings = _generator_settings(run, cfg)
     folder = generator_dir(run)
@@ -85,10 +85,7 @@ def image_settings(run: RunDir, cfg: RunConfig) -> dict:
     their digest goes into each image's fingerprint."""
     g = cfg.generate
     keys = ["backend", "inference_steps", "text_guidance", "prompt_template", "prompt_file"]
-    if g.backend == "pixel-diffusion":
-        keys += ["sample_size", "channels", "train_steps", "train_batch_size", "train_lr", "train_seed"]
-    else:
-        keys += ["model", "dtype", "scheduler", "negative_prompt", "aesthetic_score", "negative_aesthetic_score"]
+    keys += generators.get(g.backend).settings  # what the backend declares its images depend on
     if g.regenerate:
         keys += ["regenerate", "regenerate_threshold", "regenerate_tries"]
     settings = {f"generate.{k}": getattr(g, k) for k in keys}

@@ -20,10 +20,11 @@ from ..generation.settings import changes
 from ..generation.store import embedding_ids, synthetic_digest
 from ..lock import RunLock
 from ..prompts import demo_text_warning
+from ..registry import scorers
 from ..rundir import RunDir
 from ..scoring.base import Scorer
 from ..scoring.embeddings import EmbeddingStore
-from ..scoring.factory import BACKENDS, create_scorer
+from ..scoring.factory import create_scorer
 from ..scoring.filters import filters_from_config, run_filters
 from ..scoring.loading import read_image_chunks
 from ..scoring.summary import score_summary
@@ -32,7 +33,6 @@ from ..tables import read_table, table_meta, write_table
 from . import cache
 from .common import fingerprint
 
-SCORERS = BACKENDS
 TEXT_SOURCES = ("caption", "prompt")
 CHUNK = 2048  # synthetic images embedded (and saved) per step: the unit of resumption
 
@@ -86,8 +86,8 @@ def ensure_scorer(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True
     """The configured scorer. tiny-clip: trained on the foundation pool, cached in models/clip (a retrained
     model replaces the old one only once it is saved whole)."""
     s = cfg.score
-    if s.backend not in SCORERS:
-        raise ValueError(f"unknown scorer backend {s.backend!r}; known: {list(SCORERS)}")
+    if s.backend != "auto":
+        scorers.get(s.backend)  # an unknown name: the error lists the registered ones
     if s.text_source not in TEXT_SOURCES:
         raise ValueError(f"unknown score.text_source {s.text_source!r}; known: {list(TEXT_SOURCES)}")
     if s.backend != "tiny-clip":
