@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 import re
 import typing
 from dataclasses import field
@@ -25,6 +24,7 @@ from pydantic.dataclasses import dataclass as _pydantic_dataclass
 from pydantic_core import ErrorDetails
 from typing_extensions import dataclass_transform  # typing's own is Python >= 3.11; pydantic depends on this
 
+from .atomic import atomic_write_text
 from .config_types import (
     SECTION,
     Channels,
@@ -681,8 +681,4 @@ def with_overrides(config: RunConfig, overrides: list[str] | tuple[str, ...]) ->
 def save_config(config: RunConfig, run_dir: Path) -> Path:
     """Write RUN/config.yaml atomically (temp file + rename): a crash leaves the old file or the new one."""
     path = Path(run_dir) / "config.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))

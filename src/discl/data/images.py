@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..atomic import atomic_path
+
 
 def load_image(path: Path, size: int) -> np.ndarray:
     with Image.open(path) as image:
@@ -33,7 +35,7 @@ def load_images(paths: Sequence[Path], size: int) -> torch.Tensor:
 
 def save_png_atomic(array: np.ndarray, path: Path) -> None:
     """Write an (H, W, 3) uint8 array as PNG via a temp file + rename, so no half-written image survives a crash."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(array).save(tmp, format="PNG")
-    tmp.replace(path)
+    # No fsync per image (it would cost more than the image): a resume checks every image (generation/store.py's
+    # image_ok) and remakes a torn one. A fixed temp name, so a resume removes what a killed writer left.
+    with atomic_path(path, durable=False, unique=False) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
+from ..atomic import atomic_path
 from ..rundir import RunDir
 from ..tables import SCHEMAS, with_later_columns
 
@@ -31,9 +32,8 @@ def _write_atomic(frame: pd.DataFrame, path: Path) -> None:
     schema = SCHEMAS["synthetic"]
     # Without pandas metadata, parts written from Ray's Arrow-backed frames read back as plain pandas types.
     table = pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False).replace_schema_metadata(None)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
 
 
 def _read(path: Path) -> pd.DataFrame | None:

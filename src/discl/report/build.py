@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..atomic import atomic_write_text
 from ..generation.store import synthetic_digest
 from ..metrics import BUCKETS
 from ..rundir import RunDir
@@ -242,11 +243,7 @@ def build_report(run: RunDir, out_path: Path | None = None, opts: ReportOptions 
         f"<style>{STYLE}</style></head><body><h1>discl report</h1>"
         f"<p class='note'>{html.escape(str(run.root))} — written {time.strftime('%Y-%m-%d %H:%M')}</p><p>{nav}</p>{body}</body></html>"
     )
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(out_path)
-    return out_path
+    return atomic_write_text(out_path, page)
 
 
 def _thresholds(run: RunDir) -> dict[str, float]:

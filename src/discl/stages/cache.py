@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from ..atomic import atomic_write_json
 from ..swap import recover, replace_folder, staging_dir  # noqa: F401 - recover and staging_dir are used via cache.*
 
 
@@ -20,8 +21,7 @@ def is_current(folder: Path, settings: dict) -> bool:
 
 
 def mark_current(folder: Path, settings: dict) -> None:
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    settings_path(folder).write_text(json.dumps(settings, indent=2, sort_keys=True))
+    atomic_write_json(settings_path(folder), settings, indent=2, sort_keys=True)
 
 
 def save_beside(folder: Path, write: Callable[[Path], None], settings: dict, new: Path | None = None) -> None:

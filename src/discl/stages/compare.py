@@ -14,6 +14,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from ..atomic import atomic_write_text
 from ..config import RunConfig
 from ..data import load_dataset_tables
 from ..data.rows import ImageRows
@@ -71,7 +72,7 @@ def run_compare(run: RunDir, cfg: RunConfig, methods: list[str], seeds: list[int
     out = run.root / "compare" / cfg.train.task
     write_table(frame, out / "results.parquet", "compare")
     table = compare_table(frame)
-    (out / "table.md").write_text(table + "\n")
+    atomic_write_text(out / "table.md", table + "\n")
     echo(table)
     return frame
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
+from ..atomic import atomic_path, temp_path
 from ..config import RunConfig, config_from_dict
 from ..data import foundation_rows, load_dataset_tables, load_split
 from ..generation.base import Generator
@@ -162,9 +163,8 @@ def source_size(cfg: RunConfig) -> tuple[int, int] | None:
 def write_imagefolder_metadata(run: RunDir, table: pd.DataFrame) -> None:
     """synthetic/metadata.jsonl, so `datasets.load_dataset("imagefolder", data_dir=...)` reads the folder as it is."""
     meta = table.drop(columns=["path"]).assign(file_name=table["path"].str.removeprefix("synthetic/"))
-    tmp = run.synthetic_images / ".metadata.jsonl.tmp"
-    meta[["file_name", *table.columns.drop("path")]].to_json(tmp, orient="records", lines=True, force_ascii=False)
-    tmp.replace(run.synthetic_images / "metadata.jsonl")
+    with atomic_path(run.synthetic_images / "metadata.jsonl") as tmp:
+        meta[["file_name", *table.columns.drop("path")]].to_json(tmp, orient="records", lines=True, force_ascii=False)
 
 
 def describe_work(cfg: RunConfig, hard: pd.DataFrame, plan: pd.DataFrame, mine: pd.DataFrame, todo: pd.DataFrame, shard: tuple[int, int],
@@ -238,7 +238,7 @@ def run_generate(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True,
     # 3. make them (a temp file left by a killed write is this shard's own: remove it)
     for path in todo["path"]:
         target = run.resolve(path)
-        target.with_name(f".{target.name}.tmp").unlink(missing_ok=True)
+        temp_path(target, unique=False).unlink(missing_ok=True)
     if len(todo):
         write_record(run, settings, size)
         paths = {sid: run.resolve(p) for sid, p in zip(hard["sample_id"], hard["path"])}

@@ -10,8 +10,8 @@ import timm
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..atomic import fsync_replace
 from . import models  # noqa: F401  (registers discl's extra timm models, e.g. resnet10)
-from .checkpoint import fsync_replace
 from .transforms import Transforms, saved_classifier_transforms
 
 
