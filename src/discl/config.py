@@ -52,6 +52,7 @@ from .config_types import (
     Unique,
     Url,
 )
+from .rundir import RunDir
 
 #: The curricula train.methods may name, besides fixed-<level>: discl.curricula.CURRICULA, written out
 #: here so that reading a config does not import PyTorch (tests/test_config.py keeps the two equal).
@@ -649,7 +650,7 @@ def load_config(
     ``overrides``; validated as a whole."""
     values = RunConfig().to_dict()
     origins: dict[str, str] = {}
-    saved = Path(run_dir) / "config.yaml" if run_dir is not None else None
+    saved = RunDir(run_dir).config if run_dir is not None else None
     if saved is not None and saved.exists():
         _merge(values, _read_yaml(saved), str(saved), origins)
     if recipe is not None:
@@ -680,5 +681,5 @@ def with_overrides(config: RunConfig, overrides: list[str] | tuple[str, ...]) ->
 
 def save_config(config: RunConfig, run_dir: Path) -> Path:
     """Write RUN/config.yaml atomically (temp file + rename): a crash leaves the old file or the new one."""
-    path = Path(run_dir) / "config.yaml"
+    path = RunDir(run_dir).config
     return atomic_write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))

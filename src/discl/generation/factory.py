@@ -101,5 +101,7 @@ def create_generator(cfg: GeneratorConfig, run_root: Path | None = None):
 
         if run_root is None:
             raise ValueError("the pixel-diffusion generator lives in a run directory; pass run_root")
-        return PixelDiffusionGenerator.load(Path(run_root) / "models" / "generator", cfg.inference_steps)
+        from ..rundir import RunDir
+
+        return PixelDiffusionGenerator.load(RunDir(run_root).generator_model, cfg.inference_steps)
     generator_name(cfg)  # raises the unknown-backend error

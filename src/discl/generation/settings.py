@@ -9,7 +9,6 @@ from pathlib import Path
 
 from ..atomic import atomic_write_json
 from ..rundir import RunDir
-from .store import parts_root
 
 
 def digest(settings: dict) -> str:
@@ -17,7 +16,7 @@ def digest(settings: dict) -> str:
 
 
 def record_path(run: RunDir) -> Path:
-    return parts_root(run) / "settings.json"
+    return run.generation_record
 
 
 def read_record(run: RunDir) -> dict | None:

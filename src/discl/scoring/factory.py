@@ -4,7 +4,8 @@
   ``pretrained`` may also be a local checkpoint file (``.pt``/``.bin``/``.safetensors``).
 - ``"openai/clip-vit-base-patch32"`` or ``"hf:<id>"``: transformers ``CLIPModel`` from the hub.
 - a local folder with ``config.json``: transformers ``CLIPModel.save_pretrained`` output.
-- a local folder with ``discl-tiny-clip.json``: the demo's tiny CLIP (see ``tiny_clip.py``).
+- a local folder holding a saved tiny CLIP (its discl_model.json says kind ``tiny-clip``; or, saved by an
+  earlier version, it has ``discl-tiny-clip.json``): the demo's tiny CLIP (see ``tiny_clip.py``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def create_scorer(name_or_path: str | None, pretrained: str | None = None, backe
         raise ValueError("no scorer model given (score.model)")
     opts = {"batch_size": batch_size, "device": device, "precision": precision}
     path = Path(name_or_path)
-    if backend in ("auto", "tiny-clip") and path.is_dir() and (path / "discl-tiny-clip.json").exists():
+    if backend in ("auto", "tiny-clip") and path.is_dir() and _is_tiny_clip(path):
         from .tiny_clip import load_tiny_clip
 
         scorer = load_tiny_clip(path)
@@ -49,6 +50,12 @@ def create_scorer(name_or_path: str | None, pretrained: str | None = None, backe
         f"cannot make a scorer from {name_or_path!r}: not an open_clip model name (e.g. 'ViT-B-32/openai'), "
         "a transformers hub id (e.g. 'openai/clip-vit-base-patch32') or a folder with a saved model"
     )
+
+
+def _is_tiny_clip(folder: Path) -> bool:
+    from ..artefacts import model_kind  # the kind its metadata records (older layouts: by their file)
+
+    return model_kind(folder) == "tiny-clip"
 
 
 def _split_open_clip(name: str, pretrained: str | None) -> tuple[str, str | None]:

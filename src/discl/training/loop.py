@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from .. import rundir
 from ..atomic import atomic_path, atomic_write_text
 from ..config import ClassifierConfig, TrainRuntime
 from ..curricula import Curriculum, Stage
@@ -35,10 +36,8 @@ from .optim import create_optimizer, lr_at
 from .sampling import Keys, TailSampling, epoch_order, mix_seeds
 from .stream import ImageStream, Predictions
 
-CHECKPOINT = "checkpoint.safetensors"
-METRICS = "metrics.jsonl"
-CURRICULUM_LOG = "curriculum_log.parquet"
-BEST = "best.safetensors"  # the selected epoch's weights (TrainData.select)
+# The files of a method's folder, named in rundir.py.
+CHECKPOINT, METRICS, CURRICULUM_LOG, BEST = rundir.CHECKPOINT, rundir.METRICS_LINES, rundir.CURRICULUM_LOG, rundir.BEST_WEIGHTS
 NAMED_SKIPS = 5  # unreadable files named per process in a log line or an error
 
 
