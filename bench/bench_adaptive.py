@@ -18,8 +18,8 @@ import torch
 from discl.config import load_config
 from discl.curricula import create_curriculum
 from discl.rundir import RunDir
-from discl.stages.train import build_method_data, load_inputs, make_task
 from discl.training.loop import TrainData, train_with_curriculum
+from discl.training.methods import build_method_data, load_inputs, make_task
 
 
 class Timed:

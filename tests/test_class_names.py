@@ -14,7 +14,7 @@ from discl.data.image_folder import DatasetError
 from discl.mining import drop_excluded_classes, excluded_labels
 from discl.prompts import PromptBank, PromptError, caption_for, demo_text_warning
 from discl.rundir import RunDir
-from discl.stages.mine_clip import zero_shot
+from discl.scoring.zero_shot import zero_shot
 
 from .fakes import IMAGENET_CLASSES, write_fake_imagenet_lt
 

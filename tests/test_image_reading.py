@@ -67,3 +67,67 @@ def test_missing_files_lists_exactly_the_absent_paths(tmp_path):
     assert run.missing_files(paths) == ["synthetic/gone.png", "synthetic/folder.png", "no_such_dir/c.png"]
     assert run.resolve_all(paths[:3]) == [str(run.root / "synthetic" / "a.png"), str(run.root / "synthetic" / "gone.png"), paths[2]]
     assert [str(run.resolve(p)) for p in paths] == run.resolve_all(paths)
+
+
+def _reference(path, size, geometry):
+    """Each geometry as the readers wrote it out before there was one reader."""
+    from PIL import ImageOps
+
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+        if geometry == "squash" and image.size != size:
+            image = image.resize(size, Image.Resampling.BICUBIC)
+        elif geometry == "center-crop" and image.size != size:
+            image = ImageOps.fit(image, size, Image.Resampling.BICUBIC)
+        elif geometry == "contain":
+            scale = size / max(image.size)
+            new = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+            image = image.resize(new, Image.Resampling.NEAREST if scale > 1 else Image.Resampling.LANCZOS)
+        return np.asarray(image, dtype=np.uint8)
+
+
+@pytest.mark.parametrize("geometry, size", [("squash", (16, 16)), ("squash", (48, 27)), ("center-crop", (16, 16)),
+                                            ("contain", 64), ("contain", 8), ("native", None)])
+def test_read_image_reproduces_each_geometry_exactly(tmp_path, geometry, size):
+    from discl.data.images import read_image
+
+    for name, shape in (("wide.png", (40, 20)), ("tall.jpg", (20, 40)), ("square.png", (16, 16))):
+        _write(tmp_path / name, shape, 0)
+        got = np.asarray(read_image(tmp_path / name, size, geometry))
+        np.testing.assert_array_equal(got, _reference(tmp_path / name, size, geometry))
+        if geometry == "native":
+            assert got.shape == (shape[1], shape[0], 3)
+        elif geometry != "contain":
+            assert got.shape == (size[1], size[0], 3)
+
+
+def test_every_reader_goes_through_read_image_with_its_geometry(tmp_path):
+    from discl.data.images import load_images
+    from discl.generation.sources import load_rgb
+    from discl.report.images import thumbnail_uri
+    from discl.training.dataset import read_rgb
+
+    _write(tmp_path / "wide.png", (40, 20), 3)
+    path = tmp_path / "wide.png"
+    np.testing.assert_array_equal(load_images([path], 16)[0].permute(1, 2, 0).numpy(), _reference(path, (16, 16), "squash"))
+    np.testing.assert_array_equal(read_images([path], 16)[0].permute(1, 2, 0).numpy(), _reference(path, (16, 16), "center-crop"))
+    np.testing.assert_array_equal(load_rgb(path, (16, 16)).permute(1, 2, 0).numpy(), _reference(path, (16, 16), "squash"))
+    np.testing.assert_array_equal(load_rgb(path, None).permute(1, 2, 0).numpy(), _reference(path, None, "native"))
+    np.testing.assert_array_equal(np.asarray(read_rgb(str(path))), _reference(path, None, "native"))
+    import base64
+    import io
+
+    png = base64.b64decode(thumbnail_uri(path, 64).split(",", 1)[1])
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png)).convert("RGB")), _reference(path, 64, "contain"))
+
+
+def test_read_image_refuses_unknown_geometries_and_mismatched_sizes(tmp_path):
+    from discl.data.images import read_image
+
+    _write(tmp_path / "a.png", (8, 8), 0)
+    with pytest.raises(ValueError, match="unknown image geometry 'stretch'"):
+        read_image(tmp_path / "a.png", 8, "stretch")
+    with pytest.raises(ValueError, match="native"):
+        read_image(tmp_path / "a.png", 8, "native")
+    with pytest.raises(ValueError, match="needs a size"):
+        read_image(tmp_path / "a.png", None, "squash")

@@ -10,7 +10,7 @@ import torch
 from discl.config import MineConfig
 from discl.data.reference_csv import ReferenceCsvError, match_to_dataset, read_reference_csv
 from discl.mining import few_shot_mask, fold_ids, hard_rules, hardest_per_class, load_timm_judge, read_state_dict
-from discl.stages.common import fingerprint
+from discl.model_cache import fingerprint
 from discl.stages.mine import run_mine
 
 

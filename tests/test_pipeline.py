@@ -13,8 +13,8 @@ from discl.cli import main
 from discl.config import load_config
 from discl.data.images import load_images
 from discl.rundir import RunDir
+from discl.scoring.run_scorer import ensure_scorer
 from discl.stages.demo import run_demo
-from discl.stages.score import ensure_scorer
 from discl.tables import SCHEMAS, read_table
 
 from .conftest import TINY

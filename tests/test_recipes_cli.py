@@ -77,7 +77,7 @@ def test_few_shot_alone_without_train_base_trains_no_model(run_copy):
 
 
 def test_a_relative_prompt_file_is_read_from_the_run_directory(run_copy, monkeypatch, tmp_path):
-    from discl.stages.generate import prompt_bank
+    from discl.generation.run_generator import prompt_bank
 
     run, _ = run_copy
     classes = __import__("pandas").read_parquet(run.root / "classes.parquet")

@@ -223,18 +223,18 @@ def test_iwildcam_recipe_end_to_end(tmp_path, models):
     _cli("score", run)
     _cli("train", run)
     for method in ("real-only", "adaptive"):
-        flyp = json.loads((run / "train" / method / "flyp.json").read_text())
-        assert flyp["model"] == OPEN_CLIP_NAME and flyp["class_names"] == english
+        meta = json.loads((run / "train" / method / "discl_model.json").read_text())
+        flyp = meta["config"]
+        assert meta["kind"] == "flyp" and flyp["model"] == OPEN_CLIP_NAME and flyp["class_names"] == english
         assert flyp["templates"] == ["a photo of {name}.", "{name} in the wild."]
     log = pd.read_parquet(run / "train" / "adaptive" / "log.parquet")
-    # two adaptive stages among the levels >= min_level, then real data; every image once per FLYP template
     # the adaptive curriculum starts at the lowest candidate level (>= min_level 50), then picks among 50, 70 and
     # 100 (100: the hard sources' real images); then real data; every image once per FLYP template
     levels = log["level"].tolist()
     assert levels[0] == 50 and levels[1] in (50, 70, 100) and levels[-1] == -1 and len(levels) == 3
     synthetic_stage = log["level"].isin([50, 70])
     assert (log["n_synthetic"][synthetic_stage] > 0).all() and (log["n_seen"] == 2 * (log["n_real"] + log["n_synthetic"])).all()
-    held_out = json.loads((run / "train" / "adaptive" / "flyp.json").read_text())["held_out_sources"]
+    held_out = json.loads((run / "train" / "adaptive" / "discl_model.json").read_text())["config"]["held_out_sources"]
     assert len(held_out) == 1 and set(held_out) <= set(hard["sample_id"])  # val_sources 1: the curriculum's validation source
     # FLYP started from the local weights file (a few small steps away from it), not from a random CLIP
     start = torch.load(models["open_clip"], weights_only=True)

@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from discl.cli import main
+from discl.scoring.run_scorer import scores_match
 from discl.stages import score as score_stage
 
 
@@ -83,9 +84,9 @@ def test_confidence_filter_and_cap_in_the_stage(run_copy, monkeypatch):
     assert out[out["kept"]].groupby(["label", "image_guidance"]).size().max() == 1
     assert list((run.root / "embeddings" / "base").glob("synthetic-*.parquet"))
     # Rescoring with another confidence threshold reuses the saved predictions: no model at all.
-    from discl.stages import mine as mine_stage
+    import discl.mining as mining  # load_judge's loader of the base model
 
-    monkeypatch.setattr(mine_stage, "load_base_classifier", _no_model)
+    monkeypatch.setattr(mining, "load_base_classifier", _no_model)
     monkeypatch.setattr(score_stage, "ensure_scorer", _no_model)
     cfg.score.confident_wrong, cfg.score.max_per_class = 0.9, None
     again = score_stage.run_score(run, cfg, echo=lambda *_: None, progress=False, rescore=True)
@@ -164,10 +165,10 @@ def test_remade_images_are_embedded_again_and_only_they(run_copy, monkeypatch):
 
     run, cfg = run_copy
     synthetic = pd.read_parquet(run.synthetic)
-    assert score_stage.scores_match(run, synthetic)
+    assert scores_match(run, synthetic)
     synthetic.loc[[0, 3], "fingerprint"] = "0123456789abcdef"  # as generate leaves images it has made again
     write_table(synthetic, run.synthetic, "synthetic")
-    assert not score_stage.scores_match(run, synthetic)
+    assert not scores_match(run, synthetic)
     real_ensure = score_stage.ensure_scorer
     embedded = []
 
@@ -179,4 +180,4 @@ def test_remade_images_are_embedded_again_and_only_they(run_copy, monkeypatch):
 
     monkeypatch.setattr(score_stage, "ensure_scorer", counting)
     score_stage.run_score(run, cfg, echo=lambda *_: None, progress=False)
-    assert sum(embedded) == 2 and score_stage.scores_match(run, synthetic)
+    assert sum(embedded) == 2 and scores_match(run, synthetic)

@@ -12,8 +12,9 @@ import pytest
 from discl.config import load_config
 from discl.curricula import Stage
 from discl.rundir import RunDir
-from discl.stages.train import build_method_data, load_inputs, run_train, tail_sampling
+from discl.stages.train import run_train
 from discl.tables import read_table
+from discl.training.methods import build_method_data, load_inputs, tail_sampling
 
 
 def _pool(tmp_path, hard_real):
@@ -78,7 +79,7 @@ def test_select_best_test_keeps_the_epoch_best_on_the_test_split(run_copy):
     log = read_table(run.method_dir("real-only") / "log.parquet", "train_log")
     scores = log["select_acc"].to_numpy()
     assert np.isfinite(scores).all() and len(scores) == cfg.train.classifier.epochs
-    selected = json.loads((run.method_dir("real-only") / "model.json").read_text())["selected"]
+    selected = json.loads((run.method_dir("real-only") / "discl_model.json").read_text())["config"]["selected"]
     assert selected["rows"] == "test"
     assert selected["epoch"] == int(np.argmax(scores)) + 1
     assert selected["accuracy"] == pytest.approx(float(scores.max()))
@@ -93,7 +94,7 @@ def test_select_best_test_keeps_the_epoch_best_on_the_test_split(run_copy):
 def test_select_refuses_a_split_the_dataset_lacks(run_copy, monkeypatch):
     run, _ = run_copy
     cfg = load_config(run.root, None, ["train.select=best-val"])
-    import discl.stages.train as train_stage
+    import discl.training.methods as train_stage
 
     real_tables = train_stage.load_dataset_tables
 
@@ -124,7 +125,9 @@ def test_a_full_disk_while_saving_leaves_the_old_model_as_it_was(tmp_path, monke
         open(path, "wb").write(b"partial")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(classifier, "save_file", disk_full)
+    import discl.artefacts as artefacts  # every model is written by artefacts.save_pretrained
+
+    monkeypatch.setattr(artefacts, "save_file", disk_full)
     with torch.no_grad():
         next(model.parameters()).add_(1.0)
     with pytest.raises(OSError, match="No space left"):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 import re
 import typing
 from dataclasses import field
@@ -25,6 +24,7 @@ from pydantic.dataclasses import dataclass as _pydantic_dataclass
 from pydantic_core import ErrorDetails
 from typing_extensions import dataclass_transform  # typing's own is Python >= 3.11; pydantic depends on this
 
+from .atomic import atomic_write_text
 from .config_types import (
     SECTION,
     Channels,
@@ -53,6 +53,7 @@ from .config_types import (
     Url,
 )
 from .registry import Entry, Registry, curricula, datasets, generators, scorers
+from .rundir import RunDir
 
 _T = TypeVar("_T")
 
@@ -660,7 +661,7 @@ def load_config(
     ``overrides``; validated as a whole."""
     values = RunConfig().to_dict()
     origins: dict[str, str] = {}
-    saved = Path(run_dir) / "config.yaml" if run_dir is not None else None
+    saved = RunDir(run_dir).config if run_dir is not None else None
     if saved is not None and saved.exists():
         _merge(values, _read_yaml(saved), str(saved), origins)
     if recipe is not None:
@@ -691,9 +692,5 @@ def with_overrides(config: RunConfig, overrides: list[str] | tuple[str, ...]) ->
 
 def save_config(config: RunConfig, run_dir: Path) -> Path:
     """Write RUN/config.yaml atomically (temp file + rename): a crash leaves the old file or the new one."""
-    path = Path(run_dir) / "config.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    path = RunDir(run_dir).config
+    return atomic_write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))

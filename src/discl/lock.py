@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from .rundir import RunDir
+
 try:
     import fcntl
 except ImportError:  # Windows
@@ -28,7 +30,7 @@ class LockHeld(RuntimeError):
 
 
 def lock_path(root: Path, name: str) -> Path:
-    return Path(root) / f".discl-{name}.lock"
+    return RunDir(root).lock(name)
 
 
 def _holder_text(fd: int, path: Path) -> str:
@@ -99,7 +101,8 @@ def busy(root: Path, pattern: str) -> str | None:
     """Who holds a lock of the run directory whose name matches the glob ``pattern`` (None: nobody)."""
     if fcntl is None:
         return None
-    for path in sorted(Path(root).glob(f".discl-{pattern}.lock")):
+    pattern_path = lock_path(root, pattern)
+    for path in sorted(pattern_path.parent.glob(pattern_path.name)):
         try:
             fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:  # released meanwhile

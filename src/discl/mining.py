@@ -12,10 +12,13 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .config import MineConfig
+from .artefacts import has_model
+from .config import MineConfig, RunConfig
+from .data import load_dataset_tables
 from .data.class_names import normalise_name
+from .rundir import RunDir
 
-#: "clip_misclassified" is judged by the zero-shot CLIP, not the base model (stages/mine_clip.py).
+#: "clip_misclassified" is judged by the zero-shot CLIP, not the base model (scoring/zero_shot.py).
 RULES = ("few_shot", "low_true_prob", "misclassified", "hardest_k", "clip_misclassified")
 
 
@@ -195,3 +198,36 @@ def judge_task(judge: Judge):
 
 def timm_judge_key(name: str, weights: Path, image_size: int | None) -> str:
     return f"timm:{name}:{file_digest(Path(weights))}:{image_size}"
+
+
+def load_base_classifier(run: RunDir):
+    """The base model trained by `discl mine`, with its evaluation transform."""
+    from .training.classifier import load_classifier
+
+    model, _, transforms = load_classifier(run.base_model)
+    return model, transforms
+
+
+def load_judge(run: RunDir, cfg: RunConfig, load: bool = True) -> Judge:
+    """The base model as a judge of images: loaded weights if configured, else the one trained by
+    `discl mine`. With ``load=False`` only its identity (``key``) is filled in, no model is built."""
+    m = cfg.mine
+    _, classes = load_dataset_tables(run)
+    if m.base_weights:
+        if not load:
+            weights = Path(m.base_weights)
+            if not weights.exists():
+                raise FileNotFoundError(f"base model weights {weights} not found")
+            return Judge(None, timm_judge_key(m.base.model, weights, m.base_image_size), 0)
+        return load_timm_judge(m.base.model, Path(m.base_weights), len(classes), m.base_image_size, cfg.data.image_size)
+    folder = run.base_model
+    if not has_model(folder, "classifier"):
+        raise FileNotFoundError(f"no base model in {folder}: run `discl mine` first (it trains none with mine.train_base "
+                                "false and rules [few_shot]), or set mine.base_weights")
+    settings = run.trained_with(folder)
+    key = hashlib.sha1(settings.read_bytes() if settings.exists() else b"untracked").hexdigest()[:16]
+    if not load:
+        return Judge(None, f"trained:{key}", 0)
+    model, transforms = load_base_classifier(run)
+    return Judge(model, f"trained:{key}", transforms.input_size, transforms.mean, transforms.std, transforms.crop_pct,
+                 transforms.interpolation)

@@ -6,6 +6,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+# Files in one method's folder (train/<method>/, or compare/<task>/<loss>/seed<seed>/<method>/).
+CHECKPOINT = "checkpoint.safetensors"
+METRICS_LINES = "metrics.jsonl"
+CURRICULUM_LOG = "curriculum_log.parquet"
+BEST_WEIGHTS = "best.safetensors"  # the selected epoch's weights (train.select)
+TRAIN_LOG = "log.parquet"
+# In every model folder the run caches: the settings that model was trained with (discl/model_cache.py).
+TRAINED_WITH = "trained_with.json"
+
 
 @dataclass(frozen=True)
 class RunDir:
@@ -35,10 +44,36 @@ class RunDir:
     def skipped(self) -> Path:
         return self.root / "skipped.parquet"
 
+    def lock(self, name: str) -> Path:
+        return self.root / f".discl-{name}.lock"
+
     # models trained in-process, cached for later stages
     @property
     def models(self) -> Path:
         return self.root / "models"
+
+    @property
+    def base_model(self) -> Path:
+        """The base classifier `discl mine` trains on the whole training split (also the score stage's judge)."""
+        return self.models / "base"
+
+    def base_fold_model(self, fold: int) -> Path:
+        """The base classifier of one out-of-fold split (mine.folds >= 2)."""
+        return self.models / f"base-fold{fold}"
+
+    @property
+    def scorer_model(self) -> Path:
+        """The demo's tiny CLIP scorer (score.backend tiny-clip)."""
+        return self.models / "clip"
+
+    @property
+    def generator_model(self) -> Path:
+        """The demo's pixel-diffusion generator (generate.backend pixel-diffusion)."""
+        return self.models / "generator"
+
+    @staticmethod
+    def trained_with(model_dir: Path) -> Path:
+        return Path(model_dir) / TRAINED_WITH
 
     # mine / generate / score
     @property
@@ -50,8 +85,37 @@ class RunDir:
         return self.root / "synthetic"
 
     @property
+    def synthetic_metadata(self) -> Path:
+        """The imagefolder metadata beside the synthetic images (`datasets.load_dataset("imagefolder")`)."""
+        return self.synthetic_images / "metadata.jsonl"
+
+    @property
+    def synthetic_parts(self) -> Path:
+        """Rows of the synthetic table committed batch by batch, one folder per writer (generation/store.py)."""
+        return self.root / "synthetic.parts"
+
+    @property
+    def generation_record(self) -> Path:
+        """The settings the run's images were made with (generation/settings.py)."""
+        return self.synthetic_parts / "settings.json"
+
+    @property
     def synthetic(self) -> Path:
         return self.root / "synthetic.parquet"
+
+    @property
+    def embeddings(self) -> Path:
+        return self.root / "embeddings"
+
+    @property
+    def clip_embeddings(self) -> Path:
+        """The scorer's vectors of sources, texts and synthetic images (scoring/embeddings.py)."""
+        return self.embeddings / "clip"
+
+    @property
+    def base_predictions(self) -> Path:
+        """The base model's class probabilities of synthetic images (the confidence filters)."""
+        return self.embeddings / "base"
 
     @property
     def scores(self) -> Path:
@@ -61,9 +125,29 @@ class RunDir:
     def score_summary(self) -> Path:
         return self.root / "score_summary.parquet"
 
-    # train / eval
+    # train / eval / compare
+    @property
+    def train(self) -> Path:
+        return self.root / "train"
+
     def method_dir(self, method: str) -> Path:
-        return self.root / "train" / method
+        return self.train / method
+
+    def method_files(self, name: str) -> list[Path]:
+        """The file ``name`` (e.g. TRAIN_LOG) of every trained method that has one, by method name."""
+        return sorted(self.train.glob(f"*/{name}"))
+
+    def compare_dir(self, task: str) -> Path:
+        return self.root / "compare" / task
+
+    def compare_method_dir(self, task: str, loss: str, seed: int, method: str) -> Path:
+        return self.compare_dir(task) / loss / f"seed{seed}" / method
+
+    def compare_results(self, task: str) -> Path:
+        return self.compare_dir(task) / "results.parquet"
+
+    def compare_table(self, task: str) -> Path:
+        return self.compare_dir(task) / "table.md"
 
     @property
     def metrics(self) -> Path:
@@ -72,6 +156,10 @@ class RunDir:
     @property
     def predictions(self) -> Path:
         return self.root / "predictions.parquet"
+
+    @property
+    def wilds_metrics(self) -> Path:
+        return self.root / "wilds_metrics.parquet"
 
     @property
     def report(self) -> Path:

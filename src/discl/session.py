@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from .atomic import atomic_write_bytes
 from .config import ConfigError, RunConfig, load_config, save_config
 from .lock import LockHeld, RunLock, busy
 from .rundir import RunDir
@@ -31,9 +32,7 @@ def restore(path: Path, content: bytes | None) -> None:
     if content is None:
         path.unlink(missing_ok=True)
         return
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.restore")
-    tmp.write_bytes(content)
-    tmp.replace(path)
+    atomic_write_bytes(path, content)
 
 
 def generate_locks(shard: tuple[int, int]) -> tuple[str, str]:

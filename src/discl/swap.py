@@ -6,6 +6,8 @@ import os
 import shutil
 from pathlib import Path
 
+from .atomic import fsync_dir
+
 
 def staging_dir(folder: Path) -> Path:
     """A fresh hidden folder beside ``folder`` where its replacement is built."""
@@ -23,6 +25,7 @@ def replace_folder(new: Path, folder: Path) -> None:
     if folder.exists():
         folder.rename(old)
     new.rename(folder)
+    fsync_dir(folder.parent)  # the renames are durable before the old folder goes
     shutil.rmtree(old, ignore_errors=True)
 
 

@@ -8,12 +8,13 @@ crash never leaves half a table. docs/schemas.md describes every column.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from .atomic import atomic_path
 
 SCHEMAS: dict[str, pa.Schema] = {
     # One row per image of the dataset, whatever its split.
@@ -260,10 +261,8 @@ def write_table(frame: pd.DataFrame, path: Path, kind: str, meta: dict | None = 
     if meta is not None:
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta).encode()})
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
     return path
 
 

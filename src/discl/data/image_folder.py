@@ -17,10 +17,11 @@ import hashlib
 from pathlib import Path
 
 import pandas as pd
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
 from ..registry import datasets
 from .adapted import Adapted
+from .images import read_image
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 SPLITS = ("train", "val", "test")
@@ -37,8 +38,7 @@ def check_image(path: Path) -> str | None:
     if path.stat().st_size == 0:
         return "empty file (0 bytes)"
     try:
-        with Image.open(path) as image:
-            image.convert("RGB").load()
+        read_image(path, None, "native")
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
         return f"cannot decode image: {type(err).__name__}: {err}"
     return None

@@ -30,7 +30,7 @@ def pixel_diffusion(cfg, run_root: Path | None):
 
     if run_root is None:
         raise ValueError("the pixel-diffusion generator lives in a run directory; pass run_root")
-    return PixelDiffusionGenerator.load(RunDir(run_root).models / "generator", cfg.inference_steps)
+    return PixelDiffusionGenerator.load(RunDir(run_root).generator_model, cfg.inference_steps)
 
 
 @generators.register("diffusers", recorded_as=_diffusers_name,

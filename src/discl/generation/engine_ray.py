@@ -18,7 +18,7 @@ class GenerateActor:
 
     def __init__(self, config: dict, run_root: str, source_paths: dict, source_size: tuple[int, int] | None):
         from ..rundir import RunDir
-        from ..stages.generate import make_worker
+        from .run_generator import make_worker
         from .sources import SourceImages
 
         self.run = RunDir(Path(run_root))

@@ -11,7 +11,6 @@ Image-guided generation is SDEdit: noise the source to strength s, then denoise.
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 from tqdm.auto import tqdm
 
+from ..artefacts import load_weights, read_meta, save_pretrained
 from .base import check_request
 
 #: Images denoised per UNet call (x2 for guidance): always this many, see img2img.
@@ -127,20 +127,29 @@ class PixelDiffusionGenerator:
             x = scheduler.step(guided, t, x).prev_sample
         return x
 
-    # persistence: diffusers' own format (config.json + safetensors)
+    # persistence: one safetensors file and the UNet's diffusers config in the metadata (discl/artefacts.py)
     def save(self, folder: Path, extra: dict | None = None) -> None:
-        folder = Path(folder)
-        self.unet.save_pretrained(folder / "unet")
-        meta = {"spec": asdict(self.spec), "scheduler": self.scheduler_config, **(extra or {})}
-        (folder / "generator.json").write_text(json.dumps(meta, indent=2, default=list))
+        # The UNet's own arguments; diffusers' bookkeeping keys ("_name_or_path", ...) say nothing about the model.
+        unet = {k: v for k, v in self.unet.config.items() if not k.startswith("_")}
+        config = {"spec": asdict(self.spec), "scheduler": self.scheduler_config, "unet": unet, **(extra or {})}
+        save_pretrained(folder, "pixel-diffusion", self.unet.state_dict(), config, weights="unet.safetensors")
 
     @classmethod
     def load(cls, folder: Path, inference_steps: int = 25) -> PixelDiffusionGenerator:
         folder = Path(folder)
-        meta = json.loads((folder / "generator.json").read_text())
-        spec = PixelDiffusionSpec(**{**meta["spec"], "block_out_channels": tuple(meta["spec"]["block_out_channels"])})
-        unet = UNet2DModel.from_pretrained(folder / "unet", local_files_only=True)
-        return cls(unet, meta["scheduler"], spec, inference_steps)
+        meta = read_meta(folder)
+        if meta["kind"] != "pixel-diffusion":
+            raise FileNotFoundError(f"no pixel-diffusion generator in {folder} (it holds a {meta['kind']} model)")
+        config = meta["config"]
+        spec = PixelDiffusionSpec(**{**config["spec"], "block_out_channels": tuple(config["spec"]["block_out_channels"])})
+        if "legacy" in meta:  # an earlier version's layout: diffusers' save_pretrained folder unet/
+            unet = UNet2DModel.from_pretrained(folder / meta["weights"], local_files_only=True)
+        else:
+            # Built at random weights and then filled: the global RNG is left as it was, as from_pretrained leaves it.
+            with torch.random.fork_rng(devices=[]):
+                unet = UNet2DModel.from_config(config["unet"])
+            unet.load_state_dict(load_weights(folder, meta))
+        return cls(unet, config["scheduler"], spec, inference_steps)
 
 
 def train_pixel_diffusion(

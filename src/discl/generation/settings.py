@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
+from ..atomic import atomic_write_json
 from ..rundir import RunDir
-from .store import parts_root
 
 
 def digest(settings: dict) -> str:
@@ -17,7 +16,7 @@ def digest(settings: dict) -> str:
 
 
 def record_path(run: RunDir) -> Path:
-    return parts_root(run) / "settings.json"
+    return run.generation_record
 
 
 def read_record(run: RunDir) -> dict | None:
@@ -29,11 +28,7 @@ def read_record(run: RunDir) -> dict | None:
 
 
 def write_record(run: RunDir, settings: dict, size: tuple[int, int] | None = None) -> None:
-    path = record_path(run)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"digest": digest(settings), "settings": settings, "size": list(size) if size else None}, indent=2))
-    os.replace(tmp, path)
+    atomic_write_json(record_path(run), {"digest": digest(settings), "settings": settings, "size": list(size) if size else None}, indent=2)
 
 
 def planned_size(run: RunDir, settings: dict) -> tuple[int, int] | None:

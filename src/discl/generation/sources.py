@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..data.images import read_image
+
 
 def floor_to_multiple(width: int, height: int, multiple: int) -> tuple[int, int]:
     """(width, height) rounded down to ``multiple``, as diffusers' ``VaeImageProcessor.get_default_height_width``
@@ -37,15 +39,13 @@ def load_rgb(path: Path, size: tuple[int, int] | None = None, multiple: int = 1)
     """One image file -> uint8 (3, H, W): resized to ``size`` = (width, height) (None: its own size),
     then rounded down to ``multiple`` (see the module docstring)."""
     try:
-        with Image.open(path) as image:
-            image = image.convert("RGB")
-            if size is not None and image.size != tuple(size):
-                image = image.resize((size[0], size[1]), Image.Resampling.BICUBIC)
-            width, height = image.size
-            target = floor_to_multiple(width, height, multiple)
-            if image.size != target:
-                image = image.resize(target, Image.Resampling.LANCZOS)  # diffusers' image processor's filter
-            return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
+        # generate.source_size / generate.resize: squashed to a size, or "native" (size None).
+        image = read_image(path, size, "native" if size is None else "squash")
+        width, height = image.size
+        target = floor_to_multiple(width, height, multiple)
+        if image.size != target:
+            image = image.resize(target, Image.Resampling.LANCZOS)  # diffusers' image processor's filter
+        return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
     except (OSError, ValueError) as err:
         raise OSError(f"cannot read source image {path}: {err}") from err
 

@@ -19,21 +19,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
+from ..atomic import atomic_path
 from ..rundir import RunDir
 from ..tables import SCHEMAS, with_later_columns
-
-
-def parts_root(run: RunDir) -> Path:
-    return run.root / "synthetic.parts"
 
 
 def _write_atomic(frame: pd.DataFrame, path: Path) -> None:
     schema = SCHEMAS["synthetic"]
     # Without pandas metadata, parts written from Ray's Arrow-backed frames read back as plain pandas types.
     table = pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False).replace_schema_metadata(None)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
 
 
 def _read(path: Path) -> pd.DataFrame | None:
@@ -46,7 +42,7 @@ def _read(path: Path) -> pd.DataFrame | None:
 class PartStore:
     def __init__(self, run: RunDir, writer: str = "all"):
         self.run = run
-        self.folder = parts_root(run) / writer
+        self.folder = run.synthetic_parts / writer
         self.folder.mkdir(parents=True, exist_ok=True)
 
     def commit(self, rows: pd.DataFrame) -> None:
@@ -66,7 +62,7 @@ class PartStore:
 
     def rows(self) -> pd.DataFrame:
         """Every committed row of every writer, the latest per synthetic_id."""
-        frames = [f for f in map(_read, sorted(parts_root(self.run).glob("*/*.parquet"))) if f is not None]
+        frames = [f for f in map(_read, sorted(self.run.synthetic_parts.glob("*/*.parquet"))) if f is not None]
         if not frames:
             return SCHEMAS["synthetic"].empty_table().to_pandas()
         return pd.concat(frames, ignore_index=True).drop_duplicates("synthetic_id", keep="last")

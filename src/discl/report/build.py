@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..atomic import atomic_write_text
 from ..generation.store import synthetic_digest
 from ..metrics import BUCKETS
-from ..rundir import RunDir
+from ..rundir import CURRICULUM_LOG, TRAIN_LOG, RunDir
 from ..seeding import stable_seed
 from ..tables import read_table, table_meta
 from . import plots
@@ -186,7 +187,7 @@ def qualitative_section(run: RunDir, predictions: pd.DataFrame | None, dataset: 
 def build_report(run: RunDir, out_path: Path | None = None, opts: ReportOptions | None = None) -> Path:
     """Write the report and return its path (default ``RUN/report.html``)."""
     opts = opts or ReportOptions()
-    out_path = Path(out_path) if out_path else run.root / "report.html"
+    out_path = Path(out_path) if out_path else run.report
     dataset = read_table(run.dataset, "dataset")
     classes = read_table(run.classes, "classes")
     hard = _maybe(run.hard, "hard")
@@ -195,11 +196,11 @@ def build_report(run: RunDir, out_path: Path | None = None, opts: ReportOptions 
     score_summary = _maybe(run.score_summary, "score_summary")
     metrics = _maybe(run.metrics, "metrics")
     predictions = _maybe(run.predictions, "predictions")
-    logs = [read_table(p, "train_log") for p in sorted((run.root / "train").glob("*/log.parquet"))]
+    logs = [read_table(p, "train_log") for p in run.method_files(TRAIN_LOG)]
     logs_frame = pd.concat(logs, ignore_index=True) if logs else None
 
     sections = [("Results", metrics_section(metrics))]
-    wilds = _maybe(run.root / "wilds_metrics.parquet", "wilds_metrics")
+    wilds = _maybe(run.wilds_metrics, "wilds_metrics")
     if wilds is not None and len(wilds):
         sections.append(("WILDS metrics", wilds_section(wilds)))
     counts = {str(split): int(n) for split, n in dataset.groupby("split").size().items()}
@@ -225,7 +226,7 @@ def build_report(run: RunDir, out_path: Path | None = None, opts: ReportOptions 
         ))
     if logs_frame is not None:
         body = _figure(plots.curriculum_timeline(logs_frame), "curriculum timeline")
-        for path in sorted((run.root / "train").glob("*/curriculum_log.parquet")):
+        for path in run.method_files(CURRICULUM_LOG):
             curriculum = pd.read_parquet(path)
             scored = curriculum[(curriculum["class_label"] == -1) & (curriculum["level"] >= 0)] if "class_label" in curriculum else curriculum.iloc[:0]
             if len(scored) and scored["smoothed"].notna().any():
@@ -242,11 +243,7 @@ def build_report(run: RunDir, out_path: Path | None = None, opts: ReportOptions 
         f"<style>{STYLE}</style></head><body><h1>discl report</h1>"
         f"<p class='note'>{html.escape(str(run.root))} — written {time.strftime('%Y-%m-%d %H:%M')}</p><p>{nav}</p>{body}</body></html>"
     )
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(out_path)
-    return out_path
+    return atomic_write_text(out_path, page)
 
 
 def _thresholds(run: RunDir) -> dict[str, float]:

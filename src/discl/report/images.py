@@ -9,6 +9,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from ..data.images import read_image
+
 
 def png_data_uri(data: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
@@ -16,13 +18,8 @@ def png_data_uri(data: bytes) -> str:
 
 def thumbnail_uri(path: Path, size: int = 64) -> str:
     """A PNG thumbnail whose longer side is ``size``; small images are enlarged with sharp pixels."""
-    with Image.open(path) as image:
-        image = image.convert("RGB")
-        scale = size / max(image.size)
-        new = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-        resample = Image.Resampling.NEAREST if scale > 1 else Image.Resampling.LANCZOS
-        buffer = io.BytesIO()
-        image.resize(new, resample).save(buffer, format="PNG", optimize=True)
+    buffer = io.BytesIO()
+    read_image(path, size, "contain").save(buffer, format="PNG", optimize=True)
     return png_data_uri(buffer.getvalue())
 
 

@@ -11,8 +11,9 @@ from ..registry import scorers
 
 
 def _is_tiny_clip(name_or_path: str) -> bool:
-    path = Path(name_or_path)
-    return path.is_dir() and (path / "discl-tiny-clip.json").exists()
+    from ..artefacts import model_kind  # the kind its metadata records (older layouts: by their file)
+
+    return Path(name_or_path).is_dir() and model_kind(Path(name_or_path)) == "tiny-clip"
 
 
 def open_clip_names() -> set[str]:

@@ -10,7 +10,6 @@ vectors as they were."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +17,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from ..atomic import atomic_path, atomic_write_json
+from ..swap import recover, replace_folder
 
 
 def _meta(folder: Path) -> dict | None:
@@ -30,6 +32,7 @@ def _meta(folder: Path) -> dict | None:
 class EmbeddingStore:
     def __init__(self, folder: Path, key: str, echo=print, scorer: dict | None = None):
         self.folder = Path(folder)
+        recover(self.folder)  # a crash between commit's two renames left the vectors aside
         self.key = key
         self.scorer = scorer  # what the key stands for, saved so that a later run can say what changed
         self.staging = self.folder.with_name(self.folder.name + ".next")
@@ -54,9 +57,7 @@ class EmbeddingStore:
         target = self.staging if _meta(self.folder) is not None else self.folder
         shutil.rmtree(target, ignore_errors=True)  # a third scorer's unfinished set, or vectors of no known scorer
         target.mkdir(parents=True)
-        tmp = target / f".store.json.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps({"key": self.key, "scorer": self.scorer}, indent=2, default=str))
-        os.replace(tmp, target / "store.json")
+        atomic_write_json(target / "store.json", {"key": self.key, "scorer": self.scorer}, indent=2, default=str)
         self.active = target
         return target
 
@@ -64,10 +65,7 @@ class EmbeddingStore:
         """Swap a completed staging folder in for the old scorer's vectors."""
         if self.active != self.staging:
             return
-        old = self.folder.with_name(f".{self.folder.name}.old-{os.getpid()}")
-        self.folder.rename(old)
-        self.staging.rename(self.folder)
-        shutil.rmtree(old, ignore_errors=True)
+        replace_folder(self.staging, self.folder)
         self.active = self.folder
 
     def _shards(self, kind: str) -> list[Path]:
@@ -105,9 +103,8 @@ class EmbeddingStore:
         table = pa.table({"id": pa.array(list(ids), pa.string()), "embedding": embedding})
         index = len(self._shards(kind))
         path = folder / f"{kind}-{index:05d}.parquet"
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            pq.write_table(table, tmp)
         self._cache.pop(kind, None)
 
     def lookup(self, kind: str, ids: Sequence[str]) -> np.ndarray:

@@ -5,7 +5,8 @@ backends (scoring/backends.py).
   ``pretrained`` may also be a local checkpoint file (``.pt``/``.bin``/``.safetensors``).
 - ``"openai/clip-vit-base-patch32"`` or ``"hf:<id>"``: transformers ``CLIPModel`` from the hub.
 - a local folder with ``config.json``: transformers ``CLIPModel.save_pretrained`` output.
-- a local folder with ``discl-tiny-clip.json``: the demo's tiny CLIP (see ``tiny_clip.py``).
+- a local folder holding a saved tiny CLIP (its discl_model.json says kind ``tiny-clip``; or, saved by an
+  earlier version, it has ``discl-tiny-clip.json``): the demo's tiny CLIP (see ``tiny_clip.py``).
 """
 
 from __future__ import annotations

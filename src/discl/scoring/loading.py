@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+
+from ..data.images import read_image
 
 try:
     from torchvision.io import ImageReadMode, decode_image
@@ -40,11 +41,7 @@ def _read(path: Path | str, size: int) -> np.ndarray:
 
 def _read_pil(path: Path | str, size: int) -> np.ndarray:
     try:
-        with Image.open(path) as image:
-            image = image.convert("RGB")
-            if image.size != (size, size):
-                image = ImageOps.fit(image, (size, size), Image.Resampling.BICUBIC)
-            return np.asarray(image, dtype=np.uint8)
+        return np.asarray(read_image(path, size, "center-crop"), dtype=np.uint8)
     except (OSError, ValueError) as err:
         raise OSError(f"cannot read image {path}: {err}") from err
 

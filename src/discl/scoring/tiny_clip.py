@@ -5,17 +5,23 @@ from __future__ import annotations
 
 import json
 import logging
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 
 import open_clip
 import torch
-from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from ..artefacts import load_weights, model_kind, read_meta, save_pretrained
+from ..atomic import atomic_write_text
 from .base import OpenClipScorer
 
 MODEL_NAME = "discl-tiny-clip"
+#: The architecture file beside the weights: open_clip finds custom architectures by file name.
+ARCHITECTURE = f"{MODEL_NAME}.json"
+# The architecture each tiny CLIP was built from (by its module), so that save writes the same file.
+_architectures: weakref.WeakKeyDictionary[torch.nn.Module, dict] = weakref.WeakKeyDictionary()
 
 
 def tiny_clip_config(image_size: int = 16, context_length: int = 16) -> dict:
@@ -29,8 +35,8 @@ def tiny_clip_config(image_size: int = 16, context_length: int = 16) -> dict:
 def _register(config: dict, folder: Path) -> None:
     """open_clip finds custom architectures by file name: ``<folder>/<MODEL_NAME>.json``."""
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{MODEL_NAME}.json"
-    path.write_text(json.dumps(config, indent=2))
+    path = folder / ARCHITECTURE
+    atomic_write_text(path, json.dumps(config, indent=2))
     open_clip.add_model_config(path)
 
 
@@ -44,6 +50,12 @@ class _NoRandomInitWarning(logging.Filter):
 
 def create_tiny_clip(config: dict, folder: Path, seed: int = 0) -> OpenClipScorer:
     _register(config, folder)
+    return _create(config, seed)
+
+
+def _create(config: dict, seed: int) -> OpenClipScorer:
+    """The registered architecture at the random weights of ``seed`` (also when loading, as before: the global
+    torch seed a load leaves behind is part of what later steps of a run see)."""
     torch.manual_seed(seed)
     quiet = _NoRandomInitWarning()
     logging.getLogger().addFilter(quiet)
@@ -51,22 +63,40 @@ def create_tiny_clip(config: dict, folder: Path, seed: int = 0) -> OpenClipScore
         model = open_clip.create_model(MODEL_NAME, pretrained=None)
     finally:
         logging.getLogger().removeFilter(quiet)
+    _architectures[model] = config
     return OpenClipScorer(model, open_clip.get_tokenizer(MODEL_NAME), MODEL_NAME)
 
 
+def architecture_files(scorer: OpenClipScorer) -> dict[str, bytes]:
+    """The architecture file of a tiny CLIP (name -> bytes), saved beside any weights of that architecture."""
+    return {ARCHITECTURE: json.dumps(_architectures[scorer.model], indent=2).encode()}
+
+
+def architecture_from(folder: Path) -> OpenClipScorer:
+    """A tiny CLIP of the architecture saved in ``folder``, at random weights."""
+    path = Path(folder) / ARCHITECTURE
+    if not path.exists():
+        raise FileNotFoundError(f"no tiny CLIP architecture ({ARCHITECTURE}) in {folder}")
+    config = json.loads(path.read_text())
+    open_clip.add_model_config(path)
+    return _create(config, 0)
+
+
 def save_tiny_clip(scorer: OpenClipScorer, folder: Path, extra: dict | None = None) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in scorer.model.state_dict().items()}, str(folder / "open_clip_model.safetensors"))
-    (folder / "scorer.json").write_text(json.dumps(extra or {}, indent=2))
+    """Weights, the architecture file and ``extra`` (what it was trained with) in the metadata (discl/artefacts.py)."""
+    config = {"open_clip_model": MODEL_NAME, "architecture": _architectures[scorer.model], **(extra or {})}
+    save_pretrained(folder, "tiny-clip", scorer.model.state_dict(), config, weights="open_clip_model.safetensors",
+                    files=architecture_files(scorer))
 
 
 def load_tiny_clip(folder: Path) -> OpenClipScorer:
+    """The tiny CLIP saved in ``folder``: the demo's scorer, or a FLYP fine-tune of it (the same architecture)."""
     folder = Path(folder)
-    config_path = folder / f"{MODEL_NAME}.json"
-    if not config_path.exists():
+    kind = model_kind(folder)
+    if not (kind == "tiny-clip" or (kind == "flyp" and read_meta(folder)["config"].get("model") == "demo")):
         raise FileNotFoundError(f"no tiny CLIP in {folder}: run `discl score` to train it")
-    scorer = create_tiny_clip(json.loads(config_path.read_text()), folder)
-    scorer.model.load_state_dict(load_file(str(folder / "open_clip_model.safetensors")))
+    scorer = architecture_from(folder)
+    scorer.model.load_state_dict(load_weights(folder))
     scorer.model.eval()
     return scorer
 

@@ -14,14 +14,15 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from ..atomic import atomic_write_text
 from ..config import RunConfig
 from ..data import load_dataset_tables
 from ..data.rows import ImageRows
 from ..metrics import BUCKETS, bucket_accuracy
 from ..rundir import RunDir
 from ..tables import write_table
+from ..training.methods import load_inputs, train_method
 from ..training.stream import predict_rows
-from .train import load_inputs, train_method
 
 LOSS_NAMES = {"ce": "CE", "bs": "BS", "flyp": "FLYP"}
 
@@ -32,10 +33,6 @@ def _classifier_loss(name: str) -> Literal["ce", "bs"]:
     if name == "bs":
         return "bs"
     raise ValueError(f"unknown loss {name!r}; known: ce, bs")
-
-
-def compare_dir(run: RunDir, task: str, loss: str, seed: int, method: str):
-    return run.root / "compare" / task / loss / f"seed{seed}" / method
 
 
 def run_compare(run: RunDir, cfg: RunConfig, methods: list[str], seeds: list[int], losses: list[str],
@@ -55,7 +52,7 @@ def run_compare(run: RunDir, cfg: RunConfig, methods: list[str], seeds: list[int
             for method in methods:
                 c = copy.deepcopy(cfg)
                 c.train.classifier.loss, c.train.classifier.seed = loss, seed
-                log, task = train_method(run, c, method, inputs, compare_dir(run, cfg.train.task, loss, seed, method), echo, progress)
+                log, task = train_method(run, c, method, inputs, run.compare_method_dir(cfg.train.task, loss, seed, method), echo, progress)
                 pred = predict_rows([task], test_images, cfg.eval)[0].pred
                 val_acc = 100 * log[-1]["val_acc"]
                 seconds = sum(r["seconds"] + r.get("eval_seconds", 0.0) for r in log)
@@ -68,10 +65,9 @@ def run_compare(run: RunDir, cfg: RunConfig, methods: list[str], seeds: list[int
     frame = pd.DataFrame(rows)
     if cfg.train.task == "flyp":
         frame["loss"] = "flyp"  # FLYP trains with the CLIP loss whatever classifier.loss says
-    out = run.root / "compare" / cfg.train.task
-    write_table(frame, out / "results.parquet", "compare")
+    write_table(frame, run.compare_results(cfg.train.task), "compare")
     table = compare_table(frame)
-    (out / "table.md").write_text(table + "\n")
+    atomic_write_text(run.compare_table(cfg.train.task), table + "\n")
     echo(table)
     return frame
 

@@ -12,20 +12,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..artefacts import load_pretrained, model_kind, read_meta
 from ..config import RunConfig
 from ..data import load_dataset_tables
 from ..data.rows import ImageRows
 from ..metrics import bucket_accuracy, paper_table
+from ..model_cache import changed_keys, method_settings
 from ..rundir import RunDir
 from ..tables import write_table
 from ..training.classifier import load_classifier
 from ..training.stream import Predictions, predict_rows
 from ..training.tasks import ClassifierTask
-from .common import changed_keys, method_settings
+
+TASK_KINDS = ("classifier", "flyp")  # the kinds of model `discl train` saves
 
 
 def is_trained(folder) -> bool:
-    return (folder / "model.json").exists() or (folder / "flyp.json").exists()
+    return model_kind(folder) in TASK_KINDS
 
 
 def trained_methods(run: RunDir, cfg: RunConfig) -> list[str]:
@@ -33,24 +36,16 @@ def trained_methods(run: RunDir, cfg: RunConfig) -> list[str]:
 
 
 def saved_meta(folder: Path) -> dict:
-    name = "flyp.json" if (folder / "flyp.json").exists() else "model.json"
-    return json.loads((folder / name).read_text())
+    """What the task model in ``folder`` was saved with (its config in discl_model.json, or an older layout's file)."""
+    return read_meta(folder)["config"]
 
 
 def load_task(folder: Path):
-    """The model saved in ``folder`` (a timm classifier or a FLYP CLIP) as a task with its evaluation transform."""
+    """The model saved in ``folder`` (a timm classifier or a FLYP CLIP, as its metadata says) as a task with its
+    evaluation transform."""
     folder = Path(folder)
-    if (folder / "flyp.json").exists():
-        from ..training.flyp import create_open_clip, load_flyp
-
-        meta = saved_meta(folder)
-        if meta["model"] == "demo":
-            from ..scoring.tiny_clip import load_tiny_clip
-
-            scorer = load_tiny_clip(folder)
-        else:
-            scorer = create_open_clip(meta["model"], None)
-        return load_flyp(folder, scorer)
+    if read_meta(folder)["kind"] == "flyp":
+        return load_pretrained(folder, "flyp")
     model, _, transforms = load_classifier(folder)
     return ClassifierTask(model, transforms)
 
@@ -95,7 +90,7 @@ def run_eval(run: RunDir, cfg: RunConfig, echo=print) -> pd.DataFrame:
         raise ValueError(f"{run.dataset} has no test image")
     methods = trained_methods(run, cfg)
     if not methods:
-        raise FileNotFoundError(f"no trained model under {run.root / 'train'}: run `discl train` first")
+        raise FileNotFoundError(f"no trained model under {run.train}: run `discl train` first")
     train_rows = dataset[dataset["split"] == "train"]
     for method in methods:
         check_current(run, cfg, method, train_rows)
@@ -133,5 +128,5 @@ def run_wilds_eval(run: RunDir, cfg: RunConfig, dataset: pd.DataFrame, tasks: di
             rows += [{"method": method, "split": split, "metric": k, "value": v} for k, v in results.items()]
             echo(f"{method} {split}: macro F1 {100 * results['F1-macro_all']:.2f}, accuracy {100 * results['acc_avg']:.2f}")
     frame = pd.DataFrame(rows, columns=["method", "split", "metric", "value"])
-    write_table(frame, run.root / "wilds_metrics.parquet", "wilds_metrics")
+    write_table(frame, run.wilds_metrics, "wilds_metrics")
     return frame

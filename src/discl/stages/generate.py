@@ -10,74 +10,27 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict
-from pathlib import Path
 
 import pandas as pd
 from PIL import Image
 
-from ..config import RunConfig, config_from_dict
-from ..data import foundation_rows, load_dataset_tables, load_split
-from ..generation.base import Generator
-from ..generation.factory import create_generator, generator_name
-from ..generation.pixel_diffusion import PixelDiffusionGenerator, PixelDiffusionSpec, train_pixel_diffusion
+from ..atomic import atomic_path, temp_path
+from ..config import RunConfig
+from ..generation.factory import generator_name
 from ..generation.plan import plan_spectrum
+from ..generation.run_generator import ensure_generator, generator_settings, make_refiner, prompt_bank
 from ..generation.runner import run_plan
 from ..generation.settings import changes, digest, planned_size, read_record, write_record
 from ..generation.shards import parse_shard, select_shard
 from ..generation.sources import SourceImages
 from ..generation.store import PartStore, current, done_rows, stale
-from ..lock import RunLock
-from ..prompts import PromptBank, demo_text_warning
+from ..prompts import demo_text_warning
 from ..registry import generators
 from ..rundir import RunDir
+from ..scoring.run_scorer import scorer_key, scores_match
 from ..tables import read_table, write_table
-from . import cache
-from .common import fingerprint
 
 ENGINES = ("local", "ray")
-
-
-def generator_dir(run: RunDir):
-    return run.models / "generator"
-
-
-def _generator_settings(run: RunDir, cfg: RunConfig) -> dict:
-    """What the demo's pixel-diffusion model is trained with (its cache key)."""
-    g = cfg.generate
-    dataset, _ = load_dataset_tables(run)
-    train_keys = ("sample_size", "channels", "train_steps", "train_batch_size", "train_lr", "train_seed")
-    return {k: asdict(g)[k] for k in train_keys} | {"image_size": cfg.data.image_size, "data": fingerprint(foundation_rows(dataset)["sample_id"])}
-
-
-def ensure_generator(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True) -> Generator:
-    """The configured generator; the demo's pixel-diffusion model is trained on the foundation pool first
-    and cached in models/generator (a retrained model replaces the old one only once it is saved whole)."""
-    g = cfg.generate
-    if not generators.get(g.backend).trained_in_run:
-        return create_generator(g)
-    settings = _generator_settings(run, cfg)
-    folder = generator_dir(run)
-    cache.recover(folder)
-    if not cache.is_current(folder, settings):
-        # Shards started together train it once: the others wait, then load it.
-        with RunLock(run.root, "model-generator").acquire(wait=True, on_wait=lambda who: echo(f"waiting for {who} to train the generator")):
-            if not cache.is_current(folder, settings):
-                return _train_generator(run, cfg, settings, echo, progress)
-    return PixelDiffusionGenerator.load(folder, g.inference_steps)
-
-
-def _train_generator(run: RunDir, cfg: RunConfig, settings: dict, echo, progress: bool) -> Generator:
-    g = cfg.generate
-    dataset, classes = load_dataset_tables(run)
-    pool = foundation_rows(dataset)
-    echo(f"training the generator on {len(pool)} images ({g.train_steps} steps)")
-    images, labels = load_split(run, pool, cfg.data.image_size)
-    spec = PixelDiffusionSpec(num_classes=len(classes), sample_size=g.sample_size, channels=g.channels)
-    generator = train_pixel_diffusion(
-        images, labels, spec, g.train_steps, g.train_batch_size, g.train_lr, g.train_seed, inference_steps=g.inference_steps, progress=progress
-    )
-    cache.save_beside(generator_dir(run), generator.save, settings)
-    return generator
 
 
 def image_settings(run: RunDir, cfg: RunConfig) -> dict:
@@ -93,46 +46,10 @@ def image_settings(run: RunDir, cfg: RunConfig) -> dict:
     if not g.resize and g.source_size == "square":
         settings["data.image_size"] = cfg.data.image_size
     if g.backend == "pixel-diffusion":
-        settings["generator training images"] = _generator_settings(run, cfg)["data"]
+        settings["generator training images"] = generator_settings(run, cfg)["data"]
     if g.regenerate:
-        from .score import scorer_key
-
         settings |= {"score.caption_template": cfg.score.caption_template, "scorer": scorer_key(run, cfg)}
     return settings
-
-
-def prompt_file(run: RunDir, cfg: RunConfig) -> Path | None:
-    """generate.prompt_file: a relative path is read from the run directory (where `discl prompts`
-    writes prompts.json), else from the current directory."""
-    name = cfg.generate.prompt_file
-    if not name:
-        return None
-    in_run = run.resolve(name)
-    return in_run if in_run.exists() or Path(name).is_absolute() or not Path(name).exists() else Path(name)
-
-
-def prompt_bank(run: RunDir, cfg: RunConfig) -> PromptBank:
-    path = prompt_file(run, cfg)
-    return PromptBank.from_json(path, cfg.generate.prompt_template) if path else PromptBank(cfg.generate.prompt_template)
-
-
-def make_refiner(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True):
-    """Regenerate-until-good with the score stage's scorer, or None when it is off."""
-    g = cfg.generate
-    if not g.regenerate:
-        return None
-    from ..generation.regenerate import Regenerator
-    from .score import captions_for, ensure_scorer
-
-    _, classes = load_dataset_tables(run)
-    scorer = ensure_scorer(run, cfg, echo, progress)
-    return Regenerator(scorer, prompt_bank(run, cfg), captions_for(classes, cfg.score.caption_template), g.regenerate_threshold, g.regenerate_tries)
-
-
-def make_worker(run: RunDir, config: dict):
-    """(generator, refine) from a plain config dict: what each Ray actor builds once."""
-    cfg = config_from_dict(config)
-    return ensure_generator(run, cfg, progress=False), make_refiner(run, cfg, progress=False)
 
 
 SOURCE_SIZES = ("square", "native")
@@ -159,9 +76,8 @@ def source_size(cfg: RunConfig) -> tuple[int, int] | None:
 def write_imagefolder_metadata(run: RunDir, table: pd.DataFrame) -> None:
     """synthetic/metadata.jsonl, so `datasets.load_dataset("imagefolder", data_dir=...)` reads the folder as it is."""
     meta = table.drop(columns=["path"]).assign(file_name=table["path"].str.removeprefix("synthetic/"))
-    tmp = run.synthetic_images / ".metadata.jsonl.tmp"
-    meta[["file_name", *table.columns.drop("path")]].to_json(tmp, orient="records", lines=True, force_ascii=False)
-    tmp.replace(run.synthetic_images / "metadata.jsonl")
+    with atomic_path(run.synthetic_metadata) as tmp:
+        meta[["file_name", *table.columns.drop("path")]].to_json(tmp, orient="records", lines=True, force_ascii=False)
 
 
 def describe_work(cfg: RunConfig, hard: pd.DataFrame, plan: pd.DataFrame, mine: pd.DataFrame, todo: pd.DataFrame, shard: tuple[int, int],
@@ -235,7 +151,7 @@ def run_generate(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True,
     # 3. make them (a temp file left by a killed write is this shard's own: remove it)
     for path in todo["path"]:
         target = run.resolve(path)
-        target.with_name(f".{target.name}.tmp").unlink(missing_ok=True)
+        temp_path(target, unique=False).unlink(missing_ok=True)
     if len(todo):
         write_record(run, settings, size)
         paths = {sid: run.resolve(p) for sid, p in zip(hard["sample_id"], hard["path"])}
@@ -268,8 +184,6 @@ def run_generate(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True,
     write_imagefolder_metadata(run, table)
     table = read_table(run.synthetic, "synthetic")
     echo(f"generate: {len(table)} synthetic images for {len(hard)} hard samples ({len(todo)} new, {len(mine) - len(todo)} already there)")
-    from .score import scores_match
-
     if run.scores.exists() and not scores_match(run, table):
         echo(f"generate: {run.scores.name} scores other synthetic images than these; run `discl score {run.root}`")
     return table

@@ -7,29 +7,21 @@ imported from the reference's CSV format (mine.hard_csv)."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from .. import model_cache
 from ..config import RunConfig
 from ..curricula import RealOnly
 from ..data import load_dataset_tables
 from ..data.reference_csv import match_to_dataset, read_reference_csv
 from ..data.rows import ImageRows
-from ..mining import (
-    RULES,
-    Judge,
-    drop_excluded_classes,
-    few_shot_mask,
-    fold_ids,
-    hard_rules,
-    judge_task,
-    load_timm_judge,
-    timm_judge_key,
-)
+from ..mining import RULES, drop_excluded_classes, few_shot_mask, fold_ids, hard_rules, judge_task, load_judge
+from ..model_cache import classifier_settings
+from ..prompts import demo_text_warning
 from ..rundir import RunDir
 from ..tables import write_table
 from ..training.classifier import create_classifier, load_classifier, save_classifier
@@ -38,8 +30,10 @@ from ..training.pool import RowPool
 from ..training.stream import Predictions, predict_rows
 from ..training.tasks import ClassifierTask
 from ..training.transforms import classifier_transforms
-from . import cache
-from .common import base_model_dir, classifier_settings, load_base_classifier
+
+CLIP_RULE = "clip_misclassified"
+#: Rules that need no model, so they combine with the CLIP rule.
+MODEL_FREE = ("few_shot",)
 
 
 def _train_classifier(run: RunDir, cfg: RunConfig, train_rows: pd.DataFrame, folder: Path, name: str,
@@ -49,7 +43,7 @@ def _train_classifier(run: RunDir, cfg: RunConfig, train_rows: pd.DataFrame, fol
     base = cfg.mine.base
     dataset, classes = load_dataset_tables(run)
     settings = classifier_settings(base, cfg.data.image_size, train_rows)
-    if cache.is_current(folder, settings):
+    if model_cache.is_current(folder, settings):
         model, _, transforms = load_classifier(folder)
         return ClassifierTask(model, transforms)
     model = create_classifier(base.model, len(classes), base.seed)
@@ -63,39 +57,14 @@ def _train_classifier(run: RunDir, cfg: RunConfig, train_rows: pd.DataFrame, fol
     data = TrainData(pool.rows, pool, pool.val, len(classes))
     train_with_curriculum(task, base, base, RealOnly(base.epochs), data, name, progress, device_key="mine.base.device")
     save_classifier(model, folder, base.model, len(classes), transforms)
-    cache.mark_current(folder, settings)
+    model_cache.mark_current(folder, settings)
     return task
 
 
 def ensure_base_classifier(run: RunDir, cfg: RunConfig, progress: bool = True) -> ClassifierTask:
     """The base model trained on the whole real training split; cached in models/base."""
     dataset, _ = load_dataset_tables(run)
-    return _train_classifier(run, cfg, dataset[dataset["split"] == "train"], base_model_dir(run), "base", progress)
-
-
-def load_judge(run: RunDir, cfg: RunConfig, load: bool = True) -> Judge:
-    """The base model as a judge of images: loaded weights if configured, else the one trained by
-    `discl mine`. With ``load=False`` only its identity (``key``) is filled in, no model is built."""
-    m = cfg.mine
-    _, classes = load_dataset_tables(run)
-    if m.base_weights:
-        if not load:
-            weights = Path(m.base_weights)
-            if not weights.exists():
-                raise FileNotFoundError(f"base model weights {weights} not found")
-            return Judge(None, timm_judge_key(m.base.model, weights, m.base_image_size), 0)
-        return load_timm_judge(m.base.model, Path(m.base_weights), len(classes), m.base_image_size, cfg.data.image_size)
-    folder = base_model_dir(run)
-    if not (folder / "model.json").exists():
-        raise FileNotFoundError(f"no base model in {folder}: run `discl mine` first (it trains none with mine.train_base "
-                                "false and rules [few_shot]), or set mine.base_weights")
-    settings = cache.settings_path(folder)
-    key = hashlib.sha1(settings.read_bytes() if settings.exists() else b"untracked").hexdigest()[:16]
-    if not load:
-        return Judge(None, f"trained:{key}", 0)
-    model, transforms = load_base_classifier(run)
-    return Judge(model, f"trained:{key}", transforms.input_size, transforms.mean, transforms.std, transforms.crop_pct,
-                 transforms.interpolation)
+    return _train_classifier(run, cfg, dataset[dataset["split"] == "train"], run.base_model, "base", progress)
 
 
 def _predict(task: ClassifierTask, run: RunDir, rows: pd.DataFrame, cfg: RunConfig) -> Predictions:
@@ -119,7 +88,7 @@ def predictions(run: RunDir, cfg: RunConfig, train_rows: pd.DataFrame, progress:
     decoded = np.zeros(len(labels), dtype=bool)
     for k in range(m.folds):
         held = folds == k
-        fold_task = _train_classifier(run, cfg, train_rows[~held], run.models / f"base-fold{k}", f"base fold {k + 1}/{m.folds}", progress)
+        fold_task = _train_classifier(run, cfg, train_rows[~held], run.base_fold_model(k), f"base fold {k + 1}/{m.folds}", progress)
         out = _predict(fold_task, run, train_rows[held], cfg)
         pred[held], p_true[held], decoded[held] = out.pred, out.p_true, out.decoded
     return Predictions(pred, p_true, decoded)
@@ -153,10 +122,8 @@ def run_mine(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True) -> 
         write_table(hard.reset_index(drop=True), run.hard, "hard")
         return hard.reset_index(drop=True)
 
-    # 1b. The zero-shot CLIP's failures (mine.rules [clip_misclassified]): no base model (stages/mine_clip.py).
-    if "clip_misclassified" in m.rules:
-        from .mine_clip import mine_with_clip
-
+    # 1b. The zero-shot CLIP's failures (mine.rules [clip_misclassified]): no base model.
+    if CLIP_RULE in m.rules:
         return mine_with_clip(run, cfg, table, classes, echo, progress)
 
     # 2. Probabilities of every training image (in-sample or out-of-fold), then the rules.
@@ -191,4 +158,35 @@ def run_mine(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True) -> 
     write_table(hard, run.hard, "hard")
     judged = "no base model" if no_model else f"out-of-fold, {m.folds} folds" if m.folds >= 2 else "in-sample"
     echo(f"mine: {len(hard)} hard samples of {len(table)} training images (rules {'+'.join(m.rules)}; {judged})")
+    return hard
+
+
+def mine_with_clip(run: RunDir, cfg: RunConfig, table: pd.DataFrame, classes: pd.DataFrame, echo=print,
+                   progress: bool = True) -> pd.DataFrame:
+    """The hard table by the zero-shot CLIP (and few_shot, if listed); ``table`` holds the training
+    rows with their bucket. Writes run.hard. An alternative to the authors' iWildCam CSV, which lists a
+    pretrained model's failures; no base model is trained or loaded."""
+    from ..scoring.zero_shot import clip_predictions  # open_clip is imported only when this rule is used
+
+    m = cfg.mine
+    others = [r for r in m.rules if r != CLIP_RULE and r not in MODEL_FREE]
+    if others:
+        raise ValueError(f"mine.rules: {CLIP_RULE} is judged by the zero-shot CLIP and combines only with "
+                         f"{list(MODEL_FREE)}, not with {others} (rules of the base model)")
+    if warning := demo_text_warning("score.caption_template", cfg.score.caption_template, cfg.data.name):
+        echo(warning)
+    pred, p_true = clip_predictions(run, cfg, table, classes, echo, progress)
+    labels = table["label"].astype(int).to_numpy()
+    counts = dict(zip(classes["label"].astype(int), classes["train_count"].astype(int)))
+    buckets = dict(zip(classes["label"].astype(int), classes["bucket"]))
+    fired = {CLIP_RULE: pred != labels, "few_shot": few_shot_mask(labels, counts, buckets, m.few_shot_below)}
+    table = table.assign(p_true=p_true.astype(np.float32), pred_label=pred.astype(np.int32))
+    table["reason"] = ["+".join(r for r in m.rules if fired[r][i]) for i in range(len(table))]
+    hard = table[table["reason"] != ""].reset_index(drop=True)
+    hard = drop_excluded_classes(hard, classes, m.exclude_classes, echo)
+    if hard.empty:
+        echo("warning: no hard sample found: the zero-shot CLIP gets every training image right")
+    write_table(hard, run.hard, "hard")
+    echo(f"mine: {len(hard)} hard samples of {len(table)} training images (rules {'+'.join(m.rules)}; "
+         f"the zero-shot CLIP gets {float((pred == labels).mean()):.1%} right, captions {cfg.score.caption_template!r})")
     return hard

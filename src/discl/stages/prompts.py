@@ -6,9 +6,9 @@ format generate.prompt_file reads), so a rerun makes no call for a class already
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
+from ..atomic import atomic_write_text
 from ..config import RunConfig
 from ..data import load_dataset_tables
 from ..llm import ChatClient, LLMError
@@ -35,10 +35,7 @@ def _read_cache(path: Path) -> dict[str, list[str]]:
 
 
 def _write_json(path: Path, data) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def describe_class(client: ChatClient, name: str, n: int, min_words: int, attempts: int, temperature: float) -> list[str]:

@@ -8,13 +8,13 @@ from ..config import RunConfig
 from ..data import load_dataset_tables, load_split
 from ..data.images import load_images
 from ..data.rows import ImageRows
+from ..mining import load_base_classifier
 from ..rundir import RunDir
 from ..scoring.base import zero_shot_predict
+from ..scoring.run_scorer import captions_for, ensure_scorer
 from ..tables import read_table
 from ..training.stream import predict_rows
 from ..training.tasks import ClassifierTask
-from .common import load_base_classifier
-from .score import captions_for, ensure_scorer
 
 
 def clip_zero_shot_accuracy(run: RunDir, cfg: RunConfig) -> float:

@@ -6,115 +6,29 @@ thresholds from the saved vectors without loading any model."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict
-
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
 from ..config import RunConfig
-from ..data import foundation_rows, load_dataset_tables, load_split
+from ..data import load_dataset_tables
 from ..generation.settings import changes
 from ..generation.store import embedding_ids, synthetic_digest
-from ..lock import RunLock
+from ..mining import load_judge
 from ..prompts import demo_text_warning
-from ..registry import scorers
 from ..rundir import RunDir
-from ..scoring.base import Scorer
 from ..scoring.embeddings import EmbeddingStore
-from ..scoring.factory import create_scorer
 from ..scoring.filters import filters_from_config, run_filters
 from ..scoring.loading import read_image_chunks
+from ..scoring.run_scorer import TEXT_SOURCES, captions_for, ensure_scorer, scorer_image_size, scorer_key, scorer_settings
 from ..scoring.summary import score_summary
-from ..scoring.tiny_clip import create_tiny_clip, load_tiny_clip, save_tiny_clip, tiny_clip_config, train_tiny_clip
-from ..tables import read_table, table_meta, write_table
-from . import cache
-from .common import fingerprint
+from ..tables import read_table, write_table
 
-TEXT_SOURCES = ("caption", "prompt")
 CHUNK = 2048  # synthetic images embedded (and saved) per step: the unit of resumption
-
-
-def scorer_dir(run: RunDir):
-    return run.models / "clip"
-
-
-def embeddings_dir(run: RunDir):
-    return run.root / "embeddings"
 
 
 def summary_path(run: RunDir):
     return run.score_summary
-
-
-def captions_for(classes: pd.DataFrame, template: str) -> dict[int, str]:
-    return {int(label): template.format(name=name) for label, name in zip(classes["label"], classes["class_name"])}
-
-
-def _tiny_settings(run: RunDir, cfg: RunConfig) -> dict:
-    s = cfg.score
-    dataset, _ = load_dataset_tables(run)
-    train_keys = ("caption_template", "train_steps", "train_batch_size", "train_lr", "train_seed")
-    return {k: asdict(s)[k] for k in train_keys} | {"image_size": cfg.data.image_size, "data": fingerprint(foundation_rows(dataset)["sample_id"])}
-
-
-def scorer_settings(run: RunDir, cfg: RunConfig) -> dict:
-    """What decides the scorer's vectors, by config key (so a change can be named)."""
-    s = cfg.score
-    out = {"score.backend": s.backend, "score.precision": s.precision, "score.image_size": s.image_size}
-    if s.backend == "tiny-clip":
-        tiny = _tiny_settings(run, cfg)
-        return out | {f"score.{k}": tiny[k] for k in ("caption_template", "train_steps", "train_batch_size", "train_lr", "train_seed")} | {
-            "data.image_size": cfg.data.image_size, "clip training images": tiny["data"]}
-    return out | {"score.model": s.model, "score.pretrained": s.pretrained}
-
-
-def scorer_key(run: RunDir, cfg: RunConfig) -> str:
-    """What identifies the scorer's vectors; stored embeddings are reused only under the same key."""
-    s = cfg.score
-    ident: dict[str, object] = {"backend": s.backend, "precision": s.precision, "image_size": s.image_size}
-    if s.backend == "tiny-clip":
-        ident |= {"tiny": _tiny_settings(run, cfg), "image_size": cfg.data.image_size}
-    else:
-        ident |= {"model": s.model, "pretrained": s.pretrained}
-    return hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def ensure_scorer(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True) -> Scorer:
-    """The configured scorer. tiny-clip: trained on the foundation pool, cached in models/clip (a retrained
-    model replaces the old one only once it is saved whole)."""
-    s = cfg.score
-    if s.backend != "auto":
-        scorers.get(s.backend)  # an unknown name: the error lists the registered ones
-    if s.text_source not in TEXT_SOURCES:
-        raise ValueError(f"unknown score.text_source {s.text_source!r}; known: {list(TEXT_SOURCES)}")
-    if s.backend != "tiny-clip":
-        return create_scorer(s.model, s.pretrained, s.backend, s.batch_size, s.device, s.precision)
-    settings = _tiny_settings(run, cfg)
-    folder = scorer_dir(run)
-    cache.recover(folder)
-    if not cache.is_current(folder, settings):
-        with RunLock(run.root, "model-clip").acquire(wait=True, on_wait=lambda who: echo(f"waiting for {who} to train the CLIP scorer")):
-            if not cache.is_current(folder, settings):
-                return _train_tiny_clip(run, cfg, settings, echo, progress)
-    return load_tiny_clip(folder)
-
-
-def _train_tiny_clip(run: RunDir, cfg: RunConfig, settings: dict, echo, progress: bool) -> Scorer:
-    s = cfg.score
-    dataset, classes = load_dataset_tables(run)
-    pool = foundation_rows(dataset)
-    echo(f"training the CLIP scorer on {len(pool)} images ({s.train_steps} steps)")
-    images, labels = load_split(run, pool, cfg.data.image_size)
-    captions = captions_for(classes, s.caption_template)
-    new = cache.staging_dir(scorer_dir(run))  # built beside the old model, which stays until this one is saved
-    scorer = create_tiny_clip(tiny_clip_config(cfg.data.image_size), new, s.train_seed)
-    scorer.batch_size = s.batch_size
-    train_tiny_clip(scorer, images, [captions[int(y)] for y in labels], s.train_steps, s.train_batch_size, s.train_lr, s.train_seed, progress)
-    cache.save_beside(scorer_dir(run), lambda folder: save_tiny_clip(scorer, folder), settings, new=new)
-    return scorer
 
 
 def check_inputs(run: RunDir, synthetic: pd.DataFrame, hard: pd.DataFrame, classes: pd.DataFrame) -> None:
@@ -128,25 +42,11 @@ def check_inputs(run: RunDir, synthetic: pd.DataFrame, hard: pd.DataFrame, class
         raise ValueError(f"{run.synthetic}: synthetic image {row.synthetic_id!r} comes from source {row.source_id!r}, which is not in {run.hard}")
 
 
-def scores_match(run: RunDir, synthetic: pd.DataFrame) -> bool:
-    """Whether scores.parquet was computed from these synthetic images (True when it does not say)."""
-    recorded = table_meta(run.scores).get("synthetic")
-    return recorded is None or recorded == synthetic_digest(synthetic)
-
-
 def texts_for(synthetic: pd.DataFrame, classes: pd.DataFrame, cfg: RunConfig) -> list[str]:
     if cfg.score.text_source == "prompt":
         return synthetic["prompt"].astype(str).tolist()
     captions = captions_for(classes, cfg.score.caption_template)
     return [captions[int(k)] for k in synthetic["label"]]
-
-
-def _image_size(scorer, cfg: RunConfig) -> int:
-    if cfg.score.image_size:
-        return int(cfg.score.image_size)
-    if cfg.score.backend == "tiny-clip":
-        return cfg.data.image_size
-    return int(max(scorer.transform.size))
 
 
 def embed_missing(run: RunDir, cfg: RunConfig, store: EmbeddingStore, sources: pd.DataFrame, synthetic: pd.DataFrame,
@@ -172,7 +72,7 @@ def embed_missing(run: RunDir, cfg: RunConfig, store: EmbeddingStore, sources: p
         raise FileNotFoundError(f"{len(gone)} source images listed in {run.hard} are missing, e.g. {gone[0]}")
 
     scorer = ensure_scorer(run, cfg, echo, progress)
-    size = _image_size(scorer, cfg)
+    size = scorer_image_size(scorer, cfg)
     if todo["text"]:
         store.add("text", todo["text"], scorer.embed_texts(todo["text"]).numpy())
     for kind, ids, paths in (("source", todo["source"], source_path), ("synthetic", todo["synthetic"], path_of)):
@@ -186,10 +86,8 @@ def embed_missing(run: RunDir, cfg: RunConfig, store: EmbeddingStore, sources: p
 
 def base_predictions(run: RunDir, cfg: RunConfig, synthetic: pd.DataFrame, rescore: bool, progress: bool = True) -> np.ndarray:
     """The base model's class probabilities for every synthetic image (N, C), saved like embeddings."""
-    from .mine import load_judge
-
     key = load_judge(run, cfg, load=False).key
-    store = EmbeddingStore(embeddings_dir(run) / "base", key, echo=lambda *_: None)
+    store = EmbeddingStore(run.base_predictions, key, echo=lambda *_: None)
     ids = embedding_ids(synthetic)
     todo = store.missing("synthetic", ids)
     if todo and rescore:
@@ -234,7 +132,7 @@ def run_score(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True, re
     # 2. Embed what is not saved yet (nothing on --rescore), then similarities from the saved vectors; a new
     #    scorer's vectors replace the old scorer's only once all are there.
     settings = scorer_settings(run, cfg)
-    store = EmbeddingStore(embeddings_dir(run) / "clip", scorer_key(run, cfg), echo, scorer=settings)
+    store = EmbeddingStore(run.clip_embeddings, scorer_key(run, cfg), echo, scorer=settings)
     if rescore and store.holds_other_scorer:
         changed = ", ".join(changes(store.saved_scorer, settings)) or "the scorer settings differ"
         raise ValueError(f"--rescore: the embeddings in {store.folder} come from another scorer ({changed}); run `discl score` "

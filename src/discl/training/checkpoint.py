@@ -5,12 +5,13 @@ file's metadata. No pickle."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
+
+from ..atomic import atomic_path
 
 
 def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -25,27 +26,6 @@ def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torc
     return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
 
 
-def fsync_replace(tmp: Path, path: Path) -> None:
-    """Make ``tmp``'s bytes durable, then rename it over ``path``: after a crash or power loss the
-    path holds the old file or the new one, never half of one."""
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
-
-
 def save_checkpoint(path: Path, module: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     rng: dict[str, torch.Tensor], meta: dict) -> Path:
     """Write atomically (temp file, fsync, rename): a crash never leaves half a checkpoint."""
@@ -54,13 +34,8 @@ def save_checkpoint(path: Path, module: torch.nn.Module, optimizer: torch.optim.
     tensors |= optim_tensors
     tensors |= {k: v.cpu() for k, v in rng.items()}
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={"state": json.dumps(meta | {"optimizer": optim_meta})})
-        fsync_replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

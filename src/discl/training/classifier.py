@@ -1,17 +1,14 @@
-"""Task classifiers from timm and their saved form (safetensors + model.json)."""
+"""Task classifiers from timm and their saved form (discl/artefacts.py: model.safetensors + discl_model.json)."""
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import timm
 import torch
-from safetensors.torch import load_file, save_file
 
+from ..artefacts import META, has_model, load_weights, read_meta, save_pretrained
 from . import models  # noqa: F401  (registers discl's extra timm models, e.g. resnet10)
-from .checkpoint import fsync_replace
 from .transforms import Transforms, saved_classifier_transforms
 
 
@@ -42,36 +39,22 @@ def create_classifier(name: str, num_classes: int, seed: int = 0, pretrained: st
 
 def save_classifier(model: torch.nn.Module, folder: Path, name: str, num_classes: int, transforms: Transforms,
                     extra: dict | None = None) -> None:
-    """Weights, and in model.json what the model is and how images were fed to it (size, crop, mean/std)."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    meta = {"model": name, "num_classes": num_classes, "transform": transforms.describe(), **(extra or {})}
-    # Both files are written in full beside the old ones first: a full disk leaves the old model as it
-    # was. Then model.json goes, so that a crash between the two renames leaves no model rather than
-    # new weights described by old settings.
-    weights, info = folder / f".model.safetensors.{os.getpid()}.tmp", folder / f".model.json.{os.getpid()}.tmp"
-    try:
-        save_file(state, str(weights))
-        info.write_text(json.dumps(meta, indent=2))
-    except BaseException:
-        weights.unlink(missing_ok=True)
-        info.unlink(missing_ok=True)
-        raise
-    (folder / "model.json").unlink(missing_ok=True)
-    fsync_replace(weights, folder / "model.safetensors")
-    fsync_replace(info, folder / "model.json")
+    """Weights, and in the metadata what the model is and how images were fed to it (size, crop, mean/std);
+    atomic as a whole (discl/artefacts.py)."""
+    config = {"model": name, "num_classes": num_classes, "transform": transforms.describe(), **(extra or {})}
+    save_pretrained(folder, "classifier", model.state_dict(), config, weights="model.safetensors")
 
 
 def load_classifier(folder: Path) -> tuple[torch.nn.Module, dict, Transforms]:
+    """(model in eval mode, its saved config, its evaluation transform)."""
     folder = Path(folder)
-    meta_path = folder / "model.json"
-    if not meta_path.exists():
+    if not has_model(folder, "classifier"):
         raise FileNotFoundError(f"no classifier in {folder}: run the stage that trains it first")
-    meta = json.loads(meta_path.read_text())
-    if "transform" not in meta:
-        raise ValueError(f"{meta_path} was written by an older discl that did not record the model's input "
-                         "transform; train the model again")
-    model = create_classifier(meta["model"], meta["num_classes"])
-    model.load_state_dict(load_file(str(folder / "model.safetensors")))
-    return model.eval(), meta, saved_classifier_transforms(meta["transform"])
+    meta = read_meta(folder)
+    config = meta["config"]
+    if "transform" not in config:
+        raise ValueError(f"{folder / meta.get('legacy', META)} was written by an older discl that did not record the "
+                         "model's input transform; train the model again")
+    model = create_classifier(config["model"], config["num_classes"])
+    model.load_state_dict(load_weights(folder, meta))
+    return model.eval(), config, saved_classifier_transforms(config["transform"])

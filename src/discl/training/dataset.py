@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..data.images import read_image
 from ..data.rows import ImageRows
 from .transforms import Transforms
 
@@ -61,8 +62,8 @@ class _Seeded:
 
 
 def read_rgb(path: str) -> Image.Image:
-    with Image.open(path) as image:
-        return image.convert("RGB")
+    """The file at its own size: the timm transforms resize and crop it (data.images.read_image, "native")."""
+    return read_image(path, None, "native")
 
 
 class ImageDataset(torch.utils.data.Dataset):

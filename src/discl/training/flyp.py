@@ -8,14 +8,13 @@ normalised mean caption embedding of each class, scaled by the model's logit sca
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import open_clip
 import torch
-from safetensors.torch import load_file, save_file
 
+from ..artefacts import load_weights, read_meta, save_pretrained
 from ..scoring.base import OpenClipScorer
 from .transforms import clip_transforms
 
@@ -101,18 +100,32 @@ def create_open_clip(name: str, pretrained: str | None) -> OpenClipScorer:
     return OpenClipScorer(model, open_clip.get_tokenizer(name), name)
 
 
-def save_flyp(task: FlypTask, folder: Path, model_name: str, extra: dict | None = None) -> None:
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in task.module.state_dict().items()},
-              str(folder / "open_clip_model.safetensors"))
-    meta = {"task": "flyp", "model": model_name, "class_names": task.class_names, "templates": task.templates, **(extra or {})}
-    (folder / "flyp.json").write_text(json.dumps(meta, indent=2))
+def save_flyp(task: FlypTask, folder: Path, model_name: str, extra: dict | None = None,
+              files: dict[str, bytes] | None = None) -> None:
+    """The fine-tuned CLIP, with its classes and caption templates (``files``: e.g. the demo's tiny CLIP
+    architecture file), atomic as a whole (discl/artefacts.py)."""
+    config = {"task": "flyp", "model": model_name, "class_names": task.class_names, "templates": task.templates, **(extra or {})}
+    save_pretrained(folder, "flyp", task.module.state_dict(), config, weights="open_clip_model.safetensors", files=files)
 
 
 def load_flyp(folder: Path, scorer: OpenClipScorer) -> FlypTask:
     """Fill ``scorer`` (built with the saved architecture) with the saved weights."""
-    meta = json.loads((Path(folder) / "flyp.json").read_text())
-    scorer.model.load_state_dict(load_file(str(Path(folder) / "open_clip_model.safetensors")))
+    meta = read_meta(folder)
+    if meta["kind"] != "flyp":
+        raise FileNotFoundError(f"no FLYP model in {folder} (it holds a {meta['kind']} model)")
+    scorer.model.load_state_dict(load_weights(folder, meta))
     scorer.model.eval()
-    return FlypTask(scorer, meta["class_names"], meta["templates"])
+    return FlypTask(scorer, meta["config"]["class_names"], meta["config"]["templates"])
+
+
+def load_flyp_model(folder: Path) -> FlypTask:
+    """The FLYP model saved in ``folder``, its architecture built from what was saved: the demo's tiny CLIP
+    from its architecture file, else open_clip's architecture by name."""
+    config = read_meta(folder)["config"]
+    if config["model"] == "demo":
+        from ..scoring.tiny_clip import architecture_from
+
+        scorer = architecture_from(folder)
+    else:
+        scorer = create_open_clip(config["model"], None)
+    return load_flyp(folder, scorer)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,21 +23,21 @@ from safetensors.torch import load_file, save_file
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from .. import rundir
+from ..atomic import atomic_path, atomic_write_text
 from ..config import ClassifierConfig, TrainRuntime
 from ..curricula import Curriculum, Stage
 from ..data.rows import ImageRows
 from ..seeding import stable_seed
 from . import ddp
-from .checkpoint import fsync_replace, load_checkpoint, restore, save_checkpoint
+from .checkpoint import load_checkpoint, restore, save_checkpoint
 from .device import autocast, grad_scaler, resolve_device, rng_states, set_rng_states, to_device
 from .optim import create_optimizer, lr_at
 from .sampling import Keys, TailSampling, epoch_order, mix_seeds
 from .stream import ImageStream, Predictions
 
-CHECKPOINT = "checkpoint.safetensors"
-METRICS = "metrics.jsonl"
-CURRICULUM_LOG = "curriculum_log.parquet"
-BEST = "best.safetensors"  # the selected epoch's weights (TrainData.select)
+# The files of a method's folder, named in rundir.py.
+CHECKPOINT, METRICS, CURRICULUM_LOG, BEST = rundir.CHECKPOINT, rundir.METRICS_LINES, rundir.CURRICULUM_LOG, rundir.BEST_WEIGHTS
 NAMED_SKIPS = 5  # unreadable files named per process in a log line or an error
 
 
@@ -100,9 +99,7 @@ class _Run:
 
 
 def _write_json_lines(rows: list[dict], path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    os.replace(tmp, path)
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def write_curriculum_log(rows: list[dict], path: Path) -> None:
@@ -375,10 +372,8 @@ class Trainer:
         if path is None:
             self._best_weights = weights
         elif ddp.is_main():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            save_file(weights, str(tmp))
-            fsync_replace(tmp, path)
+            with atomic_path(path) as tmp:
+                save_file(weights, str(tmp))
 
     def _keep_selected(self) -> None:
         if self.data.select is None or not self.state.best:

@@ -1,0 +1,77 @@
+"""Models trained in-process are cached in the run directory with the settings that made them;
+a later stage reuses one only when those settings (and its training data) are unchanged.
+
+Also the settings that decide a model's weights, by which caches, checkpoints and saved models are
+compared (a stage module never imports another: what several stages share lives here)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+
+from .atomic import atomic_write_json
+from .config import ClassifierConfig, RunConfig
+from .rundir import RunDir
+from .swap import recover, replace_folder, staging_dir  # noqa: F401 - recover and staging_dir are used via model_cache.*
+
+# Settings that change how fast a model trains or what is printed, never its weights: a checkpoint
+# written under other values of these is resumed from, and a saved model stays valid.
+RESULT_NEUTRAL = ("methods", "resume", "device", "num_workers", "eval_batch_size", "eval_every",
+                  "checkpoint_every_steps", "max_skipped_fraction", "compile")
+
+
+def settings_path(folder: Path) -> Path:
+    return RunDir.trained_with(folder)
+
+
+def is_current(folder: Path, settings: dict) -> bool:
+    path = settings_path(folder)
+    return path.exists() and json.loads(path.read_text()) == json.loads(json.dumps(settings))
+
+
+def mark_current(folder: Path, settings: dict) -> None:
+    atomic_write_json(settings_path(folder), settings, indent=2, sort_keys=True)
+
+
+def save_beside(folder: Path, write: Callable[[Path], None], settings: dict, new: Path | None = None) -> None:
+    """Write a model into a new folder beside ``folder`` (``new``, default a fresh staging folder), mark it
+    current and swap it in only when complete: until then the old model (if any) stays whole."""
+    new = new or staging_dir(folder)
+    write(new)
+    mark_current(new, settings)
+    replace_folder(new, folder)
+
+
+def fingerprint(ids: pd.Series) -> str:
+    """A short digest of which samples a model learnt from."""
+    return hashlib.sha1("\n".join(sorted(map(str, ids))).encode()).hexdigest()[:16]
+
+
+def classifier_settings(cfg: ClassifierConfig, image_size: int, rows: pd.DataFrame) -> dict:
+    """What determines a base classifier's weights: its cache key."""
+    classifier = {k: v for k, v in asdict(cfg).items() if k not in RESULT_NEUTRAL}
+    return {"classifier": classifier, "image_size": image_size, "data": fingerprint(rows["sample_id"])}
+
+
+def method_settings(cfg: RunConfig, method: str, train_rows: pd.DataFrame) -> dict:
+    """What determines a method's trained weights (besides its held-out sources): compared with a
+    checkpoint before resuming, and with a saved model before evaluating it."""
+    train = {k: v for k, v in asdict(cfg.train).items() if k not in RESULT_NEUTRAL}
+    return {"method": method, "train": train, "image_size": cfg.data.image_size, "data": fingerprint(train_rows["sample_id"])}
+
+
+def changed_keys(saved: dict, current: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested settings dicts."""
+    out = []
+    for key in sorted(set(saved) | set(current)):
+        a, b = saved.get(key), current.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += changed_keys(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}")
+    return out
