@@ -71,7 +71,7 @@ def make_run(root: Path, n_sources: int) -> RunDir:
                                   text_guidance=2.0, seed=seed, noise_seed=0, generator="bench", path=str(out),
                                   attempts=1, gen_text_sim=float("nan")))
     dataset = pd.DataFrame(rows, columns=["sample_id", "split", "label", "class_name", "path"])
-    classes = pd.DataFrame({"label": range(10), "class_name": CLASSES, "train_count": 1, "bucket": "few"})
+    classes = pd.DataFrame({"label": range(10), "class_name": CLASSES, "class_id": CLASSES, "train_count": 1, "bucket": "few"})
     hard = dataset.assign(bucket="few", p_true=0.1, pred_label=0, reason="few_shot")
     write_table(dataset, run.dataset, "dataset")
     write_table(classes, run.classes, "classes")
