@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -45,6 +46,20 @@ def save_beside(folder: Path, write: Callable[[Path], None], settings: dict, new
     write(new)
     mark_current(new, settings)
     replace_folder(new, folder)
+
+
+def train_once(run: RunDir, folder: Path, settings: dict, what: str, train: Callable[[], Any],
+               load: Callable[[Path], Any], echo=print) -> Any:
+    """The model cached in ``folder`` if it was trained with ``settings``, else ``train()``'s. Processes started
+    together (shards, ranks) train it once: the others wait on the run's lock named after the folder, then load it."""
+    recover(folder)
+    if not is_current(folder, settings):
+        from .lock import RunLock
+
+        with RunLock(run.root, f"model-{folder.name}").acquire(wait=True, on_wait=lambda who: echo(f"waiting for {who} to train {what}")):
+            if not is_current(folder, settings):
+                return train()
+    return load(folder)
 
 
 def fingerprint(ids: pd.Series) -> str:

@@ -10,7 +10,6 @@ from pathlib import Path
 from .. import model_cache
 from ..config import RunConfig, config_from_dict
 from ..data import foundation_rows, load_dataset_tables, load_split
-from ..lock import RunLock
 from ..prompts import PromptBank
 from ..registry import generators
 from ..rundir import RunDir
@@ -35,14 +34,9 @@ def ensure_generator(run: RunDir, cfg: RunConfig, echo=print, progress: bool = T
     if not generators.get(g.backend).trained_in_run:
         return create_generator(g)
     settings = generator_settings(run, cfg)
-    folder = run.generator_model
-    model_cache.recover(folder)
-    if not model_cache.is_current(folder, settings):
-        # Shards started together train it once: the others wait, then load it.
-        with RunLock(run.root, "model-generator").acquire(wait=True, on_wait=lambda who: echo(f"waiting for {who} to train the generator")):
-            if not model_cache.is_current(folder, settings):
-                return _train_generator(run, cfg, settings, echo, progress)
-    return PixelDiffusionGenerator.load(folder, g.inference_steps)
+    return model_cache.train_once(run, run.generator_model, settings, "the generator",
+                                  lambda: _train_generator(run, cfg, settings, echo, progress),
+                                  lambda folder: PixelDiffusionGenerator.load(folder, g.inference_steps), echo)
 
 
 def _train_generator(run: RunDir, cfg: RunConfig, settings: dict, echo, progress: bool) -> Generator:

@@ -14,7 +14,6 @@ from .. import model_cache
 from ..config import RunConfig
 from ..data import foundation_rows, load_dataset_tables, load_split
 from ..generation.store import synthetic_digest
-from ..lock import RunLock
 from ..registry import scorers
 from ..rundir import RunDir
 from ..tables import table_meta
@@ -72,13 +71,8 @@ def ensure_scorer(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True
     from .tiny_clip import load_tiny_clip  # open_clip is imported only where a scorer is made
 
     settings = tiny_settings(run, cfg)
-    folder = run.scorer_model
-    model_cache.recover(folder)
-    if not model_cache.is_current(folder, settings):
-        with RunLock(run.root, "model-clip").acquire(wait=True, on_wait=lambda who: echo(f"waiting for {who} to train the CLIP scorer")):
-            if not model_cache.is_current(folder, settings):
-                return _train_tiny_clip(run, cfg, settings, echo, progress)
-    return load_tiny_clip(folder)
+    return model_cache.train_once(run, run.scorer_model, settings, "the CLIP scorer",
+                                  lambda: _train_tiny_clip(run, cfg, settings, echo, progress), load_tiny_clip, echo)
 
 
 def _train_tiny_clip(run: RunDir, cfg: RunConfig, settings: dict, echo, progress: bool) -> Scorer:
