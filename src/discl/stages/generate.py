@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict
+from dataclasses import asdict, is_dataclass
 
 import pandas as pd
 from PIL import Image
@@ -37,19 +37,36 @@ def image_settings(run: RunDir, cfg: RunConfig) -> dict:
     """The settings every image depends on besides its own row (source, strength, seed), by config key;
     their digest goes into each image's fingerprint."""
     g = cfg.generate
+    backend = generators.get(g.backend)
     keys = ["backend", "inference_steps", "text_guidance", "prompt_template", "prompt_file"]
-    keys += generators.get(g.backend).settings  # what the backend declares its images depend on
+    keys += backend.settings  # what the backend declares its images depend on
     if g.regenerate:
         keys += ["regenerate", "regenerate_threshold", "regenerate_tries"]
-    settings = {f"generate.{k}": getattr(g, k) for k in keys}
+    settings = {f"generate.{k}": _plain(getattr(g, k)) for k in keys if not _later_default(g, k)}
     settings |= {"generate.resize": g.resize} if g.resize else {"generate.source_size": g.source_size}
     if not g.resize and g.source_size == "square":
         settings["data.image_size"] = cfg.data.image_size
-    if g.backend == "pixel-diffusion":
+    if backend.trained_in_run:
         settings["generator training images"] = generator_settings(run, cfg)["data"]
     if g.regenerate:
         settings |= {"score.caption_template": cfg.score.caption_template, "scorer": scorer_key(run, cfg)}
     return settings
+
+
+#: Settings added after runs were made: recorded only when set, so that the images of those runs keep
+#: their fingerprints (and are not remade) while these stay at their defaults.
+LATER_SETTINGS = ("level_scale", "lora", "vae_tiling")
+
+
+def _later_default(g, key: str) -> bool:
+    return key in LATER_SETTINGS and getattr(g, key) == getattr(type(g)(), key)
+
+
+def _plain(value):
+    """Settings as plain values (generate.lora's entries as dicts), for the record and its digest."""
+    if isinstance(value, list):
+        return [asdict(v) if is_dataclass(v) and not isinstance(v, type) else v for v in value]
+    return value
 
 
 SOURCE_SIZES = ("square", "native")
@@ -73,6 +90,15 @@ def source_size(cfg: RunConfig) -> tuple[int, int] | None:
     return cfg.data.image_size, cfg.data.image_size
 
 
+def check_levels(generator, strengths, sources: SourceImages, todo: pd.DataFrame) -> None:
+    """A level the configured steps cannot reach (few-step models) stops the run before any image is made;
+    the generator knows its family's rule (families/base.py). Generators without levels to check pass."""
+    check = getattr(generator, "check_levels", None)
+    if check is not None and len(todo):
+        width, height = sources.size_of(str(todo["source_id"].iloc[0]))
+        check(strengths, (height, width))
+
+
 def write_imagefolder_metadata(run: RunDir, table: pd.DataFrame) -> None:
     """synthetic/metadata.jsonl, so `datasets.load_dataset("imagefolder", data_dir=...)` reads the folder as it is."""
     meta = table.drop(columns=["path"]).assign(file_name=table["path"].str.removeprefix("synthetic/"))
@@ -86,7 +112,8 @@ def describe_work(cfg: RunConfig, hard: pd.DataFrame, plan: pd.DataFrame, mine: 
     (width, height), when sources differ in size and so cannot share a call)."""
     g = cfg.generate
     steps = g.inference_steps
-    passes = 2 if g.text_guidance > 1 or g.backend == "pixel-diffusion" else 1  # classifier-free guidance doubles the UNet batch
+    backend = generators.get(g.backend)
+    passes = 2 if g.text_guidance > 1 or backend.trained_in_run else 1  # classifier-free guidance doubles the UNet batch
     unet_steps = int(sum(max(1, min(int(steps * s), steps)) for s in todo["strength"])) * passes
     sized = todo.assign(_size=[size_of(s) for s in todo["source_id"]] if size_of else 0)
     calls = sum(math.ceil(n / g.batch_size) for n in sized.groupby(["strength", "text_guidance", "_size"]).size())
@@ -98,7 +125,8 @@ def describe_work(cfg: RunConfig, hard: pd.DataFrame, plan: pd.DataFrame, mine: 
         f"shard {shard[0]}/{shard[1]}: {len(mine)} images, {len(mine) - len(todo)} already done, {len(todo)} to make",
         f"work: {calls} pipeline calls at batch size {g.batch_size} (the reference makes {len(todo)}), "
         f"{unet_steps} UNet image-steps{' (x2 for guidance)' if passes == 2 else ''}, engine {g.engine}",
-        f"sources: at {where}" + (", rounded down to the VAE's multiple (8 for Stable Diffusion)" if g.backend == "diffusers" else ""),
+        f"sources: at {where}" + (", rounded down to the model's multiple (8 for Stable Diffusion, 16 for SD3 and FLUX)"
+                                  if backend.prompts else ""),
     ]
     if g.regenerate:
         lines.append(f"regenerate: up to {g.regenerate_tries} more draws per image with text similarity <= {g.regenerate_threshold}")
@@ -129,7 +157,7 @@ def run_generate(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True,
     if hard.empty:
         raise ValueError(f"{run.hard} lists no hard sample: nothing to generate")
     source = source_size(cfg)  # checks the settings before any work
-    if g.backend == "diffusers" and (warning := demo_text_warning("generate.prompt_template", g.prompt_template, cfg.data.name)):
+    if generators.get(g.backend).prompts and (warning := demo_text_warning("generate.prompt_template", g.prompt_template, cfg.data.name)):
         echo(warning)
     settings = image_settings(run, cfg)
     plan = plan_spectrum(hard, g.strengths, g.seeds, g.text_guidance, prompt_bank(run, cfg), generator_name(g), digest(settings))
@@ -158,7 +186,7 @@ def run_generate(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True,
         if g.engine == "ray":
             from ..generation.engine_ray import run_plan_ray
 
-            if g.backend == "pixel-diffusion":
+            if generators.get(g.backend).trained_in_run:
                 ensure_generator(run, cfg, echo, progress)  # trained once here, loaded by each actor
             if g.regenerate:
                 make_refiner(run, cfg, echo, progress)  # likewise for the scorer
@@ -166,7 +194,8 @@ def run_generate(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True,
                          g.ray_workers, g.ray_gpus_per_worker, g.ray_address, progress)
         else:
             generator = ensure_generator(run, cfg, echo, progress)
-            sources = SourceImages(paths, source, multiple=getattr(generator, "multiple", 1))  # the VAE's multiple (diffusers)
+            sources = SourceImages(paths, source, multiple=getattr(generator, "multiple", 1))  # the model's size multiple
+            check_levels(generator, g.strengths, sources, todo)
             run_plan(run, todo, generator, sources, g.batch_size, progress, store, make_refiner(run, cfg, echo, progress), size=size)
         store.compact()
         if size is None and source is not None:  # the size these settings make, checked on every later resume
