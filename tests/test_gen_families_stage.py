@@ -1,6 +1,7 @@
 """The generate stage with a flow-matching family (tiny FLUX.1-schnell): same images whatever the batch size or
 shard split, dry run, resume after SIGKILL; settings errors before any work; generate.lora in the fingerprint."""
 
+import json
 import os
 import signal
 import subprocess
@@ -54,6 +55,8 @@ def test_flux_dry_run_and_resume_after_sigkill(tmp_path, flux_dir):
         cli += ["--set", o]
     dry = CliRunner().invoke(main, [*cli, "--dry-run"])
     assert dry.exit_code == 0 and f"= {4 * N_SOURCES} images" in dry.output and not run.synthetic_images.exists()
+    guided = CliRunner().invoke(main, [*cli, "--dry-run", "--set", "generate.text_guidance=3.5"])
+    assert "; family flux-schnell, guidance none)" in guided.output and "(x2 for guidance)" not in guided.output
     with open(tmp_path / "stderr.txt", "w+") as stderr:
         proc = subprocess.Popen([sys.executable, str(PAUSER), "2", *cli], env=os.environ.copy(), stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=stderr, text=True)
@@ -86,6 +89,9 @@ def test_a_level_the_steps_cannot_reach_stops_before_any_work(tmp_path):
     ok = CliRunner().invoke(main, ["generate", str(run.root), "--no-progress", "--set", "generate.level_scale=noise"])
     assert ok.exit_code == 0, ok.output
     assert len(pd.read_parquet(run.synthetic)) == N_SOURCES * 3 * 2
+    record = json.loads(run.generation_record.read_text())  # what each level was called with, and the size
+    assert set(record["levels"]) == {"0.1", "0.2", "0.5"} and record["size"] == [32, 32]
+    assert all(int(4 * s) >= 1 for s in record["levels"].values())
 
 
 def test_lora_and_level_scale_are_in_the_images_settings(tmp_path, flux_dir):

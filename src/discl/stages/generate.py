@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, is_dataclass
+from pathlib import Path
 
 import pandas as pd
 from PIL import Image
@@ -17,6 +18,7 @@ from PIL import Image
 from ..atomic import atomic_path, temp_path
 from ..config import RunConfig
 from ..generation.factory import generator_name
+from ..generation.families import family_of_folder
 from ..generation.plan import plan_spectrum
 from ..generation.run_generator import ensure_generator, generator_settings, make_refiner, prompt_bank
 from ..generation.runner import run_plan
@@ -90,13 +92,16 @@ def source_size(cfg: RunConfig) -> tuple[int, int] | None:
     return cfg.data.image_size, cfg.data.image_size
 
 
-def check_levels(generator, strengths, sources: SourceImages, todo: pd.DataFrame) -> None:
+def check_levels(generator, strengths, sources: SourceImages, todo: pd.DataFrame) -> dict | None:
     """A level the configured steps cannot reach (few-step models) stops the run before any image is made;
-    the generator knows its family's rule (families/base.py). Generators without levels to check pass."""
+    the generator knows its family's rule (families/base.py). Returns each level's pipeline strength at the
+    first source's size (for the record), or None for generators without levels (the demo's)."""
     check = getattr(generator, "check_levels", None)
-    if check is not None and len(todo):
-        width, height = sources.size_of(str(todo["source_id"].iloc[0]))
-        check(strengths, (height, width))
+    if check is None or not len(todo):
+        return None
+    width, height = sources.size_of(str(todo["source_id"].iloc[0]))
+    check(strengths, (height, width))
+    return {str(level): generator.pipeline_strength(level, (height, width)) for level in strengths}
 
 
 def write_imagefolder_metadata(run: RunDir, table: pd.DataFrame) -> None:
@@ -113,7 +118,9 @@ def describe_work(cfg: RunConfig, hard: pd.DataFrame, plan: pd.DataFrame, mine: 
     g = cfg.generate
     steps = g.inference_steps
     backend = generators.get(g.backend)
-    passes = 2 if g.text_guidance > 1 or backend.trained_in_run else 1  # classifier-free guidance doubles the UNet batch
+    family = family_of_folder(Path(g.model)) if backend.prompts and g.model else None  # a local folder's, else unknown
+    doubled = family is None or family.guidance == "classifier-free"  # embedded or no guidance: one pass
+    passes = 2 if (g.text_guidance > 1 and doubled) or backend.trained_in_run else 1  # classifier-free guidance doubles the batch
     unet_steps = int(sum(max(1, min(int(steps * s), steps)) for s in todo["strength"])) * passes
     sized = todo.assign(_size=[size_of(s) for s in todo["source_id"]] if size_of else 0)
     calls = sum(math.ceil(n / g.batch_size) for n in sized.groupby(["strength", "text_guidance", "_size"]).size())
@@ -121,7 +128,8 @@ def describe_work(cfg: RunConfig, hard: pd.DataFrame, plan: pd.DataFrame, mine: 
     where = "their own size" if size is None else f"{size[0]}x{size[1]}"
     lines = [
         f"plan: {len(hard)} hard samples x {len(g.strengths)} strengths x {len(g.seeds)} seeds = {len(plan)} images "
-        f"(text guidance {g.text_guidance}, {generator_name(g)}, {steps} steps)",
+        f"(text guidance {g.text_guidance}, {generator_name(g)}, {steps} steps"
+        + (f"; family {family.name}, guidance {family.guidance})" if family else ")"),
         f"shard {shard[0]}/{shard[1]}: {len(mine)} images, {len(mine) - len(todo)} already done, {len(todo)} to make",
         f"work: {calls} pipeline calls at batch size {g.batch_size} (the reference makes {len(todo)}), "
         f"{unet_steps} UNet image-steps{' (x2 for guidance)' if passes == 2 else ''}, engine {g.engine}",
@@ -182,6 +190,7 @@ def run_generate(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True,
         temp_path(target, unique=False).unlink(missing_ok=True)
     if len(todo):
         write_record(run, settings, size)
+        levels = None
         paths = {sid: run.resolve(p) for sid, p in zip(hard["sample_id"], hard["path"])}
         if g.engine == "ray":
             from ..generation.engine_ray import run_plan_ray
@@ -195,13 +204,14 @@ def run_generate(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True,
         else:
             generator = ensure_generator(run, cfg, echo, progress)
             sources = SourceImages(paths, source, multiple=getattr(generator, "multiple", 1))  # the model's size multiple
-            check_levels(generator, g.strengths, sources, todo)
+            levels = check_levels(generator, g.strengths, sources, todo)
+            write_record(run, settings, size, levels)
             run_plan(run, todo, generator, sources, g.batch_size, progress, store, make_refiner(run, cfg, echo, progress), size=size)
         store.compact()
         if size is None and source is not None:  # the size these settings make, checked on every later resume
             with Image.open(run.resolve(todo["path"].iloc[0])) as first:
                 size = first.size
-            write_record(run, settings, size)
+            write_record(run, settings, size, levels)
     # 4. the table, once the whole plan is done
     done = done_rows(run, plan, store.rows(), size)
     if len(done) < len(plan):

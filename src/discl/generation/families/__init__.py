@@ -5,7 +5,10 @@ declarations, never a family's name."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from ...registry import Entry, families
@@ -53,3 +56,25 @@ def family_of(pipe, name: str) -> Entry:
         if cls in entry.pipelines and (entry.detect is None or entry.detect(pipe)):
             return entry
     raise ValueError(f"{name}: its pipeline {cls} is of no family discl knows; known families: {known()}")
+
+
+def family_of_folder(folder: Path) -> Entry | None:
+    """The family of a local pipeline folder, from its model_index.json (and its transformer's config)
+    without loading any weights, for the dry run; None when it is not a folder or no family claims it."""
+    try:
+        index = json.loads((Path(folder) / "model_index.json").read_text())
+        transformer = Path(folder) / "transformer" / "config.json"
+        config = json.loads(transformer.read_text()) if transformer.exists() else {}
+    except (OSError, ValueError):
+        return None
+    from diffusers.pipelines.auto_pipeline import AUTO_IMAGE2IMAGE_PIPELINES_MAPPING, AUTO_TEXT2IMAGE_PIPELINES_MAPPING
+
+    name = index.get("_class_name")
+    for key, cls in AUTO_TEXT2IMAGE_PIPELINES_MAPPING.items():  # a text-to-image folder loads as its img2img sibling
+        if cls.__name__ == name and key in AUTO_IMAGE2IMAGE_PIPELINES_MAPPING:
+            name = AUTO_IMAGE2IMAGE_PIPELINES_MAPPING[key].__name__
+    stand_in = SimpleNamespace(transformer=SimpleNamespace(config=SimpleNamespace(**config)))  # what detect() reads
+    for entry in families.entries():
+        if name in entry.pipelines and (entry.detect is None or entry.detect(stand_in)):
+            return entry
+    return None
