@@ -186,3 +186,26 @@ def test_a_lora_changes_the_images_and_its_scale_counts(folders, images, tmp_pat
     assert (on.int() - plain.int()).abs().float().mean() > 1
     with pytest.raises(ValueError, match=r"generate.lora\[0\] '.*nothing': cannot be loaded as LoRA weights of FluxImg2ImgPipeline"):
         make(folders["flux-schnell"], lora=[LoraWeights(path=str(tmp_path / "nothing"))])
+
+
+def test_each_source_is_vae_encoded_once_and_each_prompt_once(folders, images):
+    g = make(folders["flux-schnell"])
+    calls = {"vae": 0, "prompts": 0}
+    encode, hooks_encode = g.pipe.vae.encode, g.hooks.encode
+
+    def counting(x, *a, **k):
+        calls["vae"] += len(x)
+        return encode(x, *a, **k)
+
+    def counting_prompts(*a, **k):
+        calls["prompts"] += 1
+        return hooks_encode(*a, **k)
+
+    g.pipe.vae.encode, g.hooks.encode = counting, counting_prompts
+    try:
+        batch = torch.cat([images[:2], images[:1]])  # 2 distinct sources, 3 outputs
+        for strength in (0.4, 1.0):
+            g.img2img(batch, [0] * 3, PROMPTS, strength, 0.0, SEEDS)
+    finally:
+        g.pipe.vae.encode, g.hooks.encode = encode, hooks_encode
+    assert calls == {"vae": 2, "prompts": 2}  # 2 sources and 2 distinct prompts, over 2 strengths and 6 outputs
