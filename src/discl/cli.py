@@ -277,7 +277,7 @@ def recipes(name):
 
 
 @main.command("registry")
-@click.argument("kind", required=False, type=click.Choice(["curriculum", "dataset", "generator", "scorer", "filter"]))
+@click.argument("kind", required=False, type=click.Choice(["curriculum", "dataset", "generator", "family", "scorer", "filter"]))
 def registry(kind):
     """List what the settings can name: curricula, dataset adapters, generator and scorer backends, filters
     (discl's own and those of plugins: docs/extending.md), with what each needs and which settings it reads."""

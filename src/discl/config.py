@@ -246,6 +246,15 @@ class MineConfig:
 
 
 @section
+class LoraWeights:
+    """One LoRA adapter of generate.lora."""
+
+    path: Name  # a local .safetensors file or folder, or a hub id
+    scale: Float = 1.0  # its weight (peft's adapter weight; 0 turns it off)
+    weight_name: Name | None = None  # the file inside a folder or hub repo holding several
+
+
+@section
 class GeneratorConfig:
     # "pixel-diffusion": the small class-conditional diffusion model trained in-process.
     backend: Name = "pixel-diffusion"  # the image-to-image backend (docs/config.md, "Registered names")
@@ -267,22 +276,31 @@ class GeneratorConfig:
     train_batch_size: Positive = 128
     train_lr: PositiveFloat = 2e-3
     train_seed: Int = 0
-    # "diffusers": any Stable Diffusion 1.x/2.x, SDXL or SDXL-refiner img2img model (docs/generation.md).
+    # "diffusers": an img2img model of a family discl knows (SD 1.x/2.x, SDXL and its refiner, SD3/3.5,
+    # FLUX.1 dev/schnell: `discl registry family`; docs/generation.md), detected from its pipeline.
     # model: an alias (sd15, sd21, sdxl, sdxl-refiner), a hub id or a local pipeline folder.
     model: Name | None = None
+    # What a level (a strength in strengths) means: "strength" passes it to the pipeline as it is (the
+    # reference's meaning); "noise" starts each model from the noise Stable Diffusion has at that strength
+    # (matched by signal-to-noise ratio on the model's own schedule), the same closeness on every model.
+    level_scale: Literal["strength", "noise"] = "strength"
+    # LoRA adapters loaded into the pipeline (load_lora_weights), e.g. [{path: some/lora, scale: 0.8}].
+    lora: list[LoraWeights] = field(default_factory=list)
     local_files_only: Flag = False
     dtype: Literal["fp32", "fp16", "bf16"] = "fp32"
     device: PipelineDevice = "cpu"
     attention: Literal["sdpa", "eager"] = "sdpa"
-    cpu_offload: Flag = False
-    compile: Flag = False  # torch.compile the UNet
-    scheduler: Literal["default", "ddim", "euler", "euler-a", "dpm++", "pndm", "lms"] = "default"  # default: the model's own
+    cpu_offload: Flag = False  # enable_model_cpu_offload: one model part on the GPU at a time (24 GB cards)
+    vae_tiling: Flag = False  # decode and encode large images in tiles (bounded VAE memory; tile seams may differ slightly)
+    compile: Flag = False  # torch.compile the UNet or transformer
+    # default: the model's own; the others are discrete-timestep schedulers (Stable Diffusion families only)
+    scheduler: Literal["default", "ddim", "euler", "euler-a", "dpm++", "pndm", "lms"] = "default"
     negative_prompt: Text = ""
-    resize: Annotated[list[Positive], Pair] | None = None  # [width, height], rounded to the VAE's multiple, e.g. [480, 270]
+    resize: Annotated[list[Positive], Pair] | None = None  # [width, height], rounded to the model's multiple, e.g. [480, 270]
     # Size of the sources fed to img2img, unless resize is set: "square" (data.image_size squared) or
     # "native" (each image's own size, as the reference's ImageNet-LT). The model works at that size
-    # rounded DOWN to its VAE's multiple (8), as diffusers' image processor does: a 500x375 photo runs at
-    # 496x368, resize [480, 270] at 480x264.
+    # rounded DOWN to its multiple (8 for SD/SDXL, 16 for SD3 and FLUX), as diffusers' image processor
+    # does: a 500x375 photo runs at 496x368 (on SD and FLUX alike), resize [480, 270] at 480x264 on SD, 480x256 on FLUX.
     source_size: Literal["square", "native"] = "square"
     aesthetic_score: Float = 6.0  # SDXL refiner conditioning
     negative_aesthetic_score: Float = 2.5

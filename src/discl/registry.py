@@ -203,8 +203,23 @@ generators = Registry(
     "generator backend", "generate.backend", ["discl.generation.backends"],
     # trained_in_run: the generate stage trains it in the run directory first (the demo's model);
     # recorded_as: cfg -> the generator name recorded with every image (known without loading the model);
-    # settings: the generate.* keys its images depend on (in every image's fingerprint).
-    defaults={"trained_in_run": False, "recorded_as": None, "settings": ()},
+    # settings: the generate.* keys its images depend on (in every image's fingerprint);
+    # prompts: conditioned on the text prompts (else on the class labels).
+    defaults={"trained_in_run": False, "recorded_as": None, "settings": (), "prompts": False},
+)
+
+#: the diffusers model families generate.backend "diffusers" runs, detected from the loaded pipeline's class.
+families = Registry(
+    "diffusers family", "generate.model",
+    ["discl.generation.families.stable_diffusion", "discl.generation.families.sd3", "discl.generation.families.flux"],
+    # What an adapter declares about its family, read by the engine and the stages (never the family's name):
+    # pipelines: the img2img pipeline class names it runs; detect: pipe -> bool where families share a class;
+    # latent_channels; latent_multiple: latent pixels per denoiser token side (sizes are multiples of the VAE
+    # factor x this); guidance: "classifier-free" (a doubled batch above 1), "embedded" (a model input) or "none";
+    # schedule: "discrete" (DDPM-style timesteps) or "flow-matching"; min_steps: the fewest inference steps;
+    # denoiser: the pipeline attribute holding the UNet or transformer.
+    defaults={"pipelines": (), "detect": None, "latent_channels": 4, "latent_multiple": 1, "guidance": "classifier-free",
+              "schedule": "discrete", "min_steps": 1, "denoiser": "unet", "settings": ()},
 )
 
 #: score.backend: the CLIP model the score stage (and mining, quality) embeds with.
@@ -222,4 +237,5 @@ filters = Registry(
     defaults={"survivors": False, "settings": ()},
 )
 
-REGISTRIES = {"curriculum": curricula, "dataset": datasets, "generator": generators, "scorer": scorers, "filter": filters}
+REGISTRIES = {"curriculum": curricula, "dataset": datasets, "generator": generators, "family": families, "scorer": scorers,
+              "filter": filters}

@@ -33,10 +33,12 @@ def pixel_diffusion(cfg, run_root: Path | None):
     return PixelDiffusionGenerator.load(RunDir(run_root).generator_model, cfg.inference_steps)
 
 
-@generators.register("diffusers", recorded_as=_diffusers_name,
-                     settings=("model", "dtype", "scheduler", "negative_prompt", "aesthetic_score", "negative_aesthetic_score"))
+@generators.register("diffusers", recorded_as=_diffusers_name, prompts=True,
+                     settings=("model", "dtype", "scheduler", "negative_prompt", "aesthetic_score", "negative_aesthetic_score",
+                               "level_scale", "lora", "vae_tiling"))
 def diffusers_img2img(cfg, run_root: Path | None):
-    """Any diffusers image-to-image pipeline: an alias (sd15, sd21, sdxl, sdxl-refiner), a hub id or a local folder."""
+    """A diffusers image-to-image model of a family discl knows (discl.registry.families): an alias (sd15, sd21,
+    sdxl, sdxl-refiner), a hub id or a local folder."""
     from .factory import create_diffusers_generator
 
     return create_diffusers_generator(cfg)

@@ -1,4 +1,5 @@
-"""Any diffusers Stable Diffusion img2img model (SD 1.x/2.x, SDXL, the SDXL refiner) behind the Generator protocol.
+"""The Stable Diffusion families' adapter (SD 1.x/2.x, SDXL, the SDXL refiner; generation/families/stable_diffusion.py
+registers it) behind the Generator protocol.
 
 The pipeline's own ``__call__`` redoes work on every call that a spectrum shares
 across many outputs: it re-encodes the same prompt, VAE-encodes the same source
@@ -28,6 +29,8 @@ from diffusers.utils import logging as diffusers_logging
 from diffusers.utils.torch_utils import randn_tensor
 
 from .base import check_request
+from .families.base import LevelsMixin
+from .levels import sigma_of_alpha_bar
 from .sources import floor_to_multiple
 
 
@@ -68,13 +71,16 @@ class DiffusersOptions:
     negative_aesthetic_score: float = 2.5
     cache_size: int = 4096  # sources whose VAE posterior is kept
     vae_batch_size: int = 4  # images decoded per VAE call: bounds the decoder's memory at large sizes
+    level_scale: str = "strength"  # what a level means: the pipeline's strength, or SD's noise at it (levels.py)
 
 
-class DiffusersImg2Img:
+class DiffusersImg2Img(LevelsMixin):
     """Generator protocol over a ``StableDiffusionImg2ImgPipeline`` or ``StableDiffusionXLImg2ImgPipeline``."""
 
     def __init__(self, pipe, name: str, options: DiffusersOptions | None = None):
         from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionXLImg2ImgPipeline
+
+        from .families import family_of
 
         if not isinstance(pipe, (StableDiffusionImg2ImgPipeline, StableDiffusionXLImg2ImgPipeline)):
             raise ValueError(
@@ -83,8 +89,9 @@ class DiffusersImg2Img:
         self.pipe = pipe
         self.name = name
         self.options = options or DiffusersOptions()
+        self.entry = family_of(pipe, name)
         self.is_xl = isinstance(pipe, StableDiffusionXLImg2ImgPipeline)
-        self.multiple = pipe.vae_scale_factor
+        self.multiple = pipe.vae_scale_factor * self.entry.latent_multiple
         self._prompts: OrderedDict[str, tuple] = OrderedDict()
         self._posteriors: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
         if self.options.steps < 1:
@@ -100,6 +107,28 @@ class DiffusersImg2Img:
     @property
     def dtype(self) -> torch.dtype:
         return self.pipe.unet.dtype
+
+    @property
+    def steps(self) -> int:
+        return self.options.steps
+
+    @property
+    def level_scale(self) -> str:
+        return self.options.level_scale
+
+    # levels (families/base.py): the pipeline denoises int(steps * strength) steps
+    def start_index(self, strength: float) -> int:
+        return self.steps - min(int(self.steps * strength), self.steps)
+
+    def strength_at(self, index: int) -> float:
+        return min(1.0, (self.steps - index + 0.5) / self.steps)
+
+    def start_sigmas(self, size: tuple[int, int]) -> list[float]:
+        scheduler = self.pipe.scheduler.__class__.from_config(self.pipe.scheduler.config)
+        scheduler.set_timesteps(self.steps)
+        alphas = scheduler.alphas_cumprod
+        starts = [scheduler.timesteps[k * scheduler.order] for k in range(self.steps)]  # as _timesteps starts
+        return [sigma_of_alpha_bar(float(alphas[int(round(float(t)))])) for t in starts]
 
     def size_for(self, height: int, width: int) -> tuple[int, int]:
         """(height, width) the model works at for an input of this size."""
@@ -169,8 +198,8 @@ class DiffusersImg2Img:
     def _latent_stats(self, like: torch.Tensor):
         cfg = self.pipe.vae.config
         if getattr(cfg, "latents_mean", None) is not None and getattr(cfg, "latents_std", None) is not None:
-            mean = torch.tensor(cfg.latents_mean).view(1, 4, 1, 1).to(like.device, like.dtype)
-            std = torch.tensor(cfg.latents_std).view(1, 4, 1, 1).to(like.device, like.dtype)
+            mean = torch.tensor(cfg.latents_mean).view(1, -1, 1, 1).to(like.device, like.dtype)
+            std = torch.tensor(cfg.latents_std).view(1, -1, 1, 1).to(like.device, like.dtype)
             return mean, std
         return None, None
 
@@ -242,7 +271,7 @@ class DiffusersImg2Img:
         generators = [torch.Generator("cpu").manual_seed(int(s)) for s in noise_seeds]
         guided = text_guidance > 1.0  # as the pipelines: no unconditional pass at guidance <= 1
         scheduler = pipe.scheduler.__class__.from_config(pipe.scheduler.config)
-        timesteps = self._timesteps(scheduler, strength)
+        timesteps = self._timesteps(scheduler, self.pipeline_strength(strength, size))
         latents = self._init_latents(images, x, generators)
         noise = randn_tensor(latents.shape, generator=generators, device=self.device, dtype=self.dtype)
         latents = scheduler.add_noise(latents, noise, timesteps[:1].repeat(len(latents)))
@@ -261,6 +290,7 @@ class DiffusersImg2Img:
     def reference_call(self, images: torch.Tensor, prompt: str, strength: float, text_guidance: float, noise_seed: int) -> torch.Tensor:
         """What the reference code does: one plain pipeline call for one output (batch 1). For benchmarks and tests."""
         x = self._prepare_images(images)
+        strength = self.pipeline_strength(strength, (x.shape[-2], x.shape[-1]))
         kwargs = {"aesthetic_score": self.options.aesthetic_score, "negative_aesthetic_score": self.options.negative_aesthetic_score} if self.is_xl else {}
         with _diffusers_errors_only():  # diffusers warns on every dtype cast, and the SDXL pipeline casts its VAE per call
             self.pipe.vae.to(dtype=self.dtype)  # the pipeline upcasts it itself where it does so

@@ -3,13 +3,16 @@ pipeline from a name: an alias, a Hugging Face hub id or a local folder (as ``ti
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
 
 from ..config import GeneratorConfig
-from ..registry import generators
-from .diffusers_backend import DTYPES, SCHEDULERS, DiffusersImg2Img, DiffusersOptions
+from ..registry import Entry, generators
+from .diffusers_backend import DTYPES, SCHEDULERS, DiffusersOptions
+from .families import family_of
+from .families import known as known_families
 
 #: Short names for the usual models; anything else is used as a hub id or folder as it is.
 ALIASES = {
@@ -39,41 +42,88 @@ def load_img2img_pipeline(model: str, dtype: str = "fp32", local_files_only: boo
     local = Path(source).expanduser()
     if local.exists() and not (local / "model_index.json").exists():
         raise FileNotFoundError(f"{local} is not a diffusers pipeline folder: it has no model_index.json")
-    return AutoPipelineForImage2Image.from_pretrained(
-        str(local) if local.exists() else source,
-        dtype=DTYPES[dtype],
-        local_files_only=local_files_only or local.exists(),
-        safety_checker=None,  # never run by the backend; SDXL pipelines ignore this with a warning
-    )
+    where, offline = (str(local), True) if local.exists() else (source, local_files_only)
+    # never run by the backend: Stable Diffusion 1.x/2.x pipelines would load one
+    no_checker = {"safety_checker": None} if "safety_checker" in AutoPipelineForImage2Image.load_config(where, local_files_only=offline) else {}
+    try:
+        return AutoPipelineForImage2Image.from_pretrained(where, dtype=DTYPES[dtype], local_files_only=offline, **no_checker)
+    except ValueError as err:
+        if "AutoPipeline can't find" not in str(err):
+            raise
+        cls = _pipeline_class(local) if local.exists() else "its pipeline"
+        raise ValueError(f"{model}: {cls} has no image-to-image pipeline in diffusers and is of no family discl knows; "
+                         f"known families: {known_families()}") from None
 
 
-def configure_pipeline(pipe, cfg: GeneratorConfig):
-    """Scheduler, attention, device or CPU offload, optional torch.compile."""
+def _pipeline_class(folder: Path) -> str:
+    try:
+        return str(json.loads((folder / "model_index.json").read_text())["_class_name"])
+    except (OSError, ValueError, KeyError):
+        return "its pipeline"
+
+
+def configure_pipeline(pipe, cfg: GeneratorConfig, family: Entry | None = None):
+    """Scheduler, attention, LoRA weights, device or CPU offload, memory savers, optional torch.compile;
+    by what ``family`` (detected from the pipeline when not given) declares."""
     from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
+    family = family or family_of(pipe, cfg.model or type(pipe).__name__)
     if cfg.scheduler != "default":
         if cfg.scheduler not in SCHEDULERS:
             raise ValueError(f"generate.scheduler must be 'default' or one of {sorted(SCHEDULERS)}, got {cfg.scheduler!r}")
+        if family.schedule != "discrete":
+            raise ValueError(f"generate.scheduler {cfg.scheduler!r} is a discrete-timestep scheduler; {cfg.model} is a "
+                             f"{family.schedule} model (family {family.name}): use 'default' (its own scheduler)")
         import diffusers
 
         pipe.scheduler = getattr(diffusers, SCHEDULERS[cfg.scheduler]).from_config(pipe.scheduler.config)
     if cfg.attention not in ("sdpa", "eager"):
         raise ValueError(f"generate.attention must be 'sdpa' or 'eager', got {cfg.attention!r}")
-    pipe.unet.set_attn_processor(AttnProcessor2_0() if cfg.attention == "sdpa" else AttnProcessor())
+    denoiser = getattr(pipe, family.denoiser)
+    if family.denoiser == "unet":
+        denoiser.set_attn_processor(AttnProcessor2_0() if cfg.attention == "sdpa" else AttnProcessor())
+    elif cfg.attention != "sdpa":  # transformers' processors are their own; they use PyTorch's SDPA
+        raise ValueError(f"generate.attention {cfg.attention!r}: the {family.name} family runs its own attention (sdpa) only")
+    load_loras(pipe, cfg.lora)
     pipe.set_progress_bar_config(disable=True)
+    if cfg.vae_tiling:
+        pipe.vae.enable_tiling()
     if cfg.cpu_offload:
         pipe.enable_model_cpu_offload(device=cfg.device)
     else:
         pipe.to(cfg.device)
     if cfg.compile:
-        pipe.unet = torch.compile(pipe.unet)
+        setattr(pipe, family.denoiser, torch.compile(denoiser))
     return pipe
 
 
-def create_diffusers_generator(cfg: GeneratorConfig) -> DiffusersImg2Img:
+def load_loras(pipe, loras) -> None:
+    """generate.lora: each {path, scale[, weight_name]} loaded with the pipeline's ``load_lora_weights``
+    (a local file or folder, or a hub id) and applied at its scale (peft's adapters)."""
+    if not loras:
+        return
+    if not hasattr(pipe, "load_lora_weights"):
+        raise ValueError(f"generate.lora: {type(pipe).__name__} cannot load LoRA weights")
+    names = []
+    for i, lora in enumerate(loras):
+        name = f"lora{i}"
+        kwargs = {"weight_name": lora.weight_name} if lora.weight_name else {}
+        try:
+            pipe.load_lora_weights(lora.path, adapter_name=name, **kwargs)
+        except (OSError, ValueError) as err:
+            raise ValueError(f"generate.lora[{i}] {lora.path!r}: cannot be loaded as LoRA weights of "
+                             f"{type(pipe).__name__}: {str(err).splitlines()[0]}") from None
+        names.append(name)
+    pipe.set_adapters(names, adapter_weights=[lora.scale for lora in loras])
+
+
+def create_diffusers_generator(cfg: GeneratorConfig):
+    """The registered family's adapter over the pipeline of generate.model."""
     if not cfg.model:
         raise ValueError("backend 'diffusers' needs generate.model: an alias (sd15, sd21, sdxl, sdxl-refiner), a hub id or a local pipeline folder")
-    pipe = configure_pipeline(load_img2img_pipeline(cfg.model, cfg.dtype, cfg.local_files_only), cfg)
+    pipe = load_img2img_pipeline(cfg.model, cfg.dtype, cfg.local_files_only)
+    family = family_of(pipe, cfg.model)  # before anything reads the pipeline's parts
+    pipe = configure_pipeline(pipe, cfg, family)
     options = DiffusersOptions(
         steps=cfg.inference_steps,
         negative_prompt=cfg.negative_prompt,
@@ -81,10 +131,11 @@ def create_diffusers_generator(cfg: GeneratorConfig) -> DiffusersImg2Img:
         aesthetic_score=cfg.aesthetic_score,
         negative_aesthetic_score=cfg.negative_aesthetic_score,
         vae_batch_size=cfg.vae_batch_size,
+        level_scale=cfg.level_scale,
     )
     if cfg.resize and len(cfg.resize) != 2:
         raise ValueError(f"generate.resize must be [width, height], got {cfg.resize}")
-    return DiffusersImg2Img(pipe, generator_name(cfg), options)
+    return family.target(pipe, generator_name(cfg), options)
 
 
 def create_generator(cfg: GeneratorConfig, run_root: Path | None = None):

@@ -27,8 +27,10 @@ def read_record(run: RunDir) -> dict | None:
         return None
 
 
-def write_record(run: RunDir, settings: dict, size: tuple[int, int] | None = None) -> None:
-    atomic_write_json(record_path(run), {"digest": digest(settings), "settings": settings, "size": list(size) if size else None}, indent=2)
+def write_record(run: RunDir, settings: dict, size: tuple[int, int] | None = None, levels: dict | None = None) -> None:
+    """``levels``: each level -> the strength the pipeline was called with (generate.level_scale), where known."""
+    record = {"digest": digest(settings), "settings": settings, "size": list(size) if size else None}
+    atomic_write_json(record_path(run), record | ({"levels": levels} if levels else {}), indent=2)
 
 
 def planned_size(run: RunDir, settings: dict) -> tuple[int, int] | None:

@@ -9,7 +9,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
 
 import pandas as pd
 from PIL import Image
@@ -17,6 +18,7 @@ from PIL import Image
 from ..atomic import atomic_path, temp_path
 from ..config import RunConfig
 from ..generation.factory import generator_name
+from ..generation.families import family_of_folder
 from ..generation.plan import plan_spectrum
 from ..generation.run_generator import ensure_generator, generator_settings, make_refiner, prompt_bank
 from ..generation.runner import run_plan
@@ -37,19 +39,36 @@ def image_settings(run: RunDir, cfg: RunConfig) -> dict:
     """The settings every image depends on besides its own row (source, strength, seed), by config key;
     their digest goes into each image's fingerprint."""
     g = cfg.generate
+    backend = generators.get(g.backend)
     keys = ["backend", "inference_steps", "text_guidance", "prompt_template", "prompt_file"]
-    keys += generators.get(g.backend).settings  # what the backend declares its images depend on
+    keys += backend.settings  # what the backend declares its images depend on
     if g.regenerate:
         keys += ["regenerate", "regenerate_threshold", "regenerate_tries"]
-    settings = {f"generate.{k}": getattr(g, k) for k in keys}
+    settings = {f"generate.{k}": _plain(getattr(g, k)) for k in keys if not _later_default(g, k)}
     settings |= {"generate.resize": g.resize} if g.resize else {"generate.source_size": g.source_size}
     if not g.resize and g.source_size == "square":
         settings["data.image_size"] = cfg.data.image_size
-    if g.backend == "pixel-diffusion":
+    if backend.trained_in_run:
         settings["generator training images"] = generator_settings(run, cfg)["data"]
     if g.regenerate:
         settings |= {"score.caption_template": cfg.score.caption_template, "scorer": scorer_key(run, cfg)}
     return settings
+
+
+#: Settings added after runs were made: recorded only when set, so that the images of those runs keep
+#: their fingerprints (and are not remade) while these stay at their defaults.
+LATER_SETTINGS = ("level_scale", "lora", "vae_tiling")
+
+
+def _later_default(g, key: str) -> bool:
+    return key in LATER_SETTINGS and getattr(g, key) == getattr(type(g)(), key)
+
+
+def _plain(value):
+    """Settings as plain values (generate.lora's entries as dicts), for the record and its digest."""
+    if isinstance(value, list):
+        return [asdict(v) if is_dataclass(v) and not isinstance(v, type) else v for v in value]
+    return value
 
 
 SOURCE_SIZES = ("square", "native")
@@ -73,6 +92,18 @@ def source_size(cfg: RunConfig) -> tuple[int, int] | None:
     return cfg.data.image_size, cfg.data.image_size
 
 
+def check_levels(generator, strengths, sources: SourceImages, todo: pd.DataFrame) -> dict | None:
+    """A level the configured steps cannot reach (few-step models) stops the run before any image is made;
+    the generator knows its family's rule (families/base.py). Returns each level's pipeline strength at the
+    first source's size (for the record), or None for generators without levels (the demo's)."""
+    check = getattr(generator, "check_levels", None)
+    if check is None or not len(todo):
+        return None
+    width, height = sources.size_of(str(todo["source_id"].iloc[0]))
+    check(strengths, (height, width))
+    return {str(level): generator.pipeline_strength(level, (height, width)) for level in strengths}
+
+
 def write_imagefolder_metadata(run: RunDir, table: pd.DataFrame) -> None:
     """synthetic/metadata.jsonl, so `datasets.load_dataset("imagefolder", data_dir=...)` reads the folder as it is."""
     meta = table.drop(columns=["path"]).assign(file_name=table["path"].str.removeprefix("synthetic/"))
@@ -86,7 +117,10 @@ def describe_work(cfg: RunConfig, hard: pd.DataFrame, plan: pd.DataFrame, mine: 
     (width, height), when sources differ in size and so cannot share a call)."""
     g = cfg.generate
     steps = g.inference_steps
-    passes = 2 if g.text_guidance > 1 or g.backend == "pixel-diffusion" else 1  # classifier-free guidance doubles the UNet batch
+    backend = generators.get(g.backend)
+    family = family_of_folder(Path(g.model)) if backend.prompts and g.model else None  # a local folder's, else unknown
+    doubled = family is None or family.guidance == "classifier-free"  # embedded or no guidance: one pass
+    passes = 2 if (g.text_guidance > 1 and doubled) or backend.trained_in_run else 1  # classifier-free guidance doubles the batch
     unet_steps = int(sum(max(1, min(int(steps * s), steps)) for s in todo["strength"])) * passes
     sized = todo.assign(_size=[size_of(s) for s in todo["source_id"]] if size_of else 0)
     calls = sum(math.ceil(n / g.batch_size) for n in sized.groupby(["strength", "text_guidance", "_size"]).size())
@@ -94,11 +128,13 @@ def describe_work(cfg: RunConfig, hard: pd.DataFrame, plan: pd.DataFrame, mine: 
     where = "their own size" if size is None else f"{size[0]}x{size[1]}"
     lines = [
         f"plan: {len(hard)} hard samples x {len(g.strengths)} strengths x {len(g.seeds)} seeds = {len(plan)} images "
-        f"(text guidance {g.text_guidance}, {generator_name(g)}, {steps} steps)",
+        f"(text guidance {g.text_guidance}, {generator_name(g)}, {steps} steps"
+        + (f"; family {family.name}, guidance {family.guidance})" if family else ")"),
         f"shard {shard[0]}/{shard[1]}: {len(mine)} images, {len(mine) - len(todo)} already done, {len(todo)} to make",
         f"work: {calls} pipeline calls at batch size {g.batch_size} (the reference makes {len(todo)}), "
         f"{unet_steps} UNet image-steps{' (x2 for guidance)' if passes == 2 else ''}, engine {g.engine}",
-        f"sources: at {where}" + (", rounded down to the VAE's multiple (8 for Stable Diffusion)" if g.backend == "diffusers" else ""),
+        f"sources: at {where}" + (", rounded down to the model's multiple (8 for Stable Diffusion, 16 for SD3 and FLUX)"
+                                  if backend.prompts else ""),
     ]
     if g.regenerate:
         lines.append(f"regenerate: up to {g.regenerate_tries} more draws per image with text similarity <= {g.regenerate_threshold}")
@@ -129,7 +165,7 @@ def run_generate(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True,
     if hard.empty:
         raise ValueError(f"{run.hard} lists no hard sample: nothing to generate")
     source = source_size(cfg)  # checks the settings before any work
-    if g.backend == "diffusers" and (warning := demo_text_warning("generate.prompt_template", g.prompt_template, cfg.data.name)):
+    if generators.get(g.backend).prompts and (warning := demo_text_warning("generate.prompt_template", g.prompt_template, cfg.data.name)):
         echo(warning)
     settings = image_settings(run, cfg)
     plan = plan_spectrum(hard, g.strengths, g.seeds, g.text_guidance, prompt_bank(run, cfg), generator_name(g), digest(settings))
@@ -154,11 +190,12 @@ def run_generate(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True,
         temp_path(target, unique=False).unlink(missing_ok=True)
     if len(todo):
         write_record(run, settings, size)
+        levels = None
         paths = {sid: run.resolve(p) for sid, p in zip(hard["sample_id"], hard["path"])}
         if g.engine == "ray":
             from ..generation.engine_ray import run_plan_ray
 
-            if g.backend == "pixel-diffusion":
+            if generators.get(g.backend).trained_in_run:
                 ensure_generator(run, cfg, echo, progress)  # trained once here, loaded by each actor
             if g.regenerate:
                 make_refiner(run, cfg, echo, progress)  # likewise for the scorer
@@ -166,13 +203,15 @@ def run_generate(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True,
                          g.ray_workers, g.ray_gpus_per_worker, g.ray_address, progress)
         else:
             generator = ensure_generator(run, cfg, echo, progress)
-            sources = SourceImages(paths, source, multiple=getattr(generator, "multiple", 1))  # the VAE's multiple (diffusers)
+            sources = SourceImages(paths, source, multiple=getattr(generator, "multiple", 1))  # the model's size multiple
+            levels = check_levels(generator, g.strengths, sources, todo)
+            write_record(run, settings, size, levels)
             run_plan(run, todo, generator, sources, g.batch_size, progress, store, make_refiner(run, cfg, echo, progress), size=size)
         store.compact()
         if size is None and source is not None:  # the size these settings make, checked on every later resume
             with Image.open(run.resolve(todo["path"].iloc[0])) as first:
                 size = first.size
-            write_record(run, settings, size)
+            write_record(run, settings, size, levels)
     # 4. the table, once the whole plan is done
     done = done_rows(run, plan, store.rows(), size)
     if len(done) < len(plan):
