@@ -125,7 +125,9 @@ class HostSyncBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
         dims = [0, *range(2, input.dim())]
         x = input.double()  # E[x^2] - E[x]^2 in float64: no cancellation at float32 activations
         local = torch.cat([x.sum(dims), (x * x).sum(dims), x.new_tensor([input.numel() // max(1, input.size(1))])])
-        total = funcol.all_reduce(local, "sum", list(range(world_size())))
+        world = dist.group.WORLD
+        assert world is not None  # active()
+        total = funcol.all_reduce(local, "sum", world)
         total = total.wait() if hasattr(total, "wait") else total
         c = input.size(1)
         count = float(total[-1].detach())
