@@ -3,9 +3,10 @@ lets adaptive curricula evaluate the model at every stage end, logs every epoch,
 (every epoch, and every N steps inside long epochs) so a killed run resumes to the same result.
 
 Per step: this process's slice of the global batch is copied to the device, split into
-``accumulate`` micro-batches, run under autocast (bf16/fp16; fp16 with a gradient scaler), and the
-optimiser steps once. Loss and accuracy are summed on the device and read once per epoch, so
-the host never waits for the device inside an epoch."""
+``accumulate`` micro-batches cut from the global batch (training/microbatch.py: the processes
+exchange their counts of readable images first, on the CPU), run under autocast (bf16/fp16; fp16
+with a gradient scaler), and the optimiser steps once. Loss and accuracy are summed on the device
+and read once per epoch, so the host never waits for the device inside an epoch."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from ..seeding import stable_seed
 from . import ddp
 from .checkpoint import load_checkpoint, restore, save_checkpoint
 from .device import autocast, grad_scaler, resolve_device, rng_states, set_rng_states, to_device
-from .microbatch import global_loss_step, no_sync, step_plan
+from .microbatch import global_loss_step, no_sync, step_plan, take
 from .optim import create_optimizer, lr_at
 from .sampling import Keys, TailSampling, epoch_order, mix_seeds
 from .stream import ImageStream, Predictions
@@ -229,16 +230,17 @@ class Trainer:
         else:
             for i, mine in enumerate(plan.micro):
                 # ddp_net is a DistributedDataParallel exactly when ddp.active(): only the last micro-batch syncs.
-                with no_sync(self.ddp_net, i < len(plan.micro) - 1), autocast(self.device, self.runtime.precision):
-                    loss, logits = self.task.loss(x[mine], y[mine], variants[mine])
-                if len(mine):
-                    # Weighted by its share of the global batch, so DDP's average over processes and the sum over
-                    # micro-batches give the gradient of the global batch's mean loss.
-                    self.scaler.scale(loss * (len(mine) * plan.world / plan.n_images)).backward()
-                    sums[0] += loss.detach().float() * len(mine)
-                    sums[1] += (logits.detach().argmax(-1) == y[mine]).sum()
-                else:  # no image of this micro-batch here: zero gradients, so DDP's reduction still runs
-                    self.scaler.scale(logits.sum() * 0.0).backward()
+                with no_sync(self.ddp_net, i < len(plan.micro) - 1):
+                    with autocast(self.device, self.runtime.precision):
+                        loss, logits = self.task.loss(take(x, mine), take(y, mine), take(variants, mine))
+                    if len(mine):
+                        # Weighted by its share of the global batch, so DDP's average over processes and the sum
+                        # over micro-batches give the gradient of the global batch's mean loss.
+                        self.scaler.scale(loss * (len(mine) * plan.world / plan.n_images)).backward()
+                        sums[0] += loss.detach().float() * len(mine)
+                        sums[1] += (logits.detach().argmax(-1) == take(y, mine)).sum()
+                    else:  # no image of this micro-batch here: zero gradients, so DDP's reduction still runs
+                        self.scaler.scale(logits.sum() * 0.0).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
         return plan.n_local

@@ -66,6 +66,11 @@ def step_plan(valid: torch.Tensor, n_global: int, rank: int, world: int, accumul
     return StepPlan(micro, counts, int(counts.sum()), world)
 
 
+def take(batch: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``batch[rows]``; the batch itself (no copy) when ``rows`` (ascending, distinct) are all of it."""
+    return batch if len(rows) == len(batch) else batch[rows]
+
+
 def no_sync(net: torch.nn.Module, skip: bool):
     """DDP's no_sync() for a micro-batch whose gradients are reduced with a later one."""
     from torch.nn.parallel import DistributedDataParallel
@@ -96,7 +101,7 @@ def global_loss_step(task, net, plan: StepPlan, x, y, variants, precision: str, 
     def encode(rows: torch.Tensor):
         # A model may refuse an empty batch (open_clip's ViT does): encode one image and use none of it.
         pick = rows if len(rows) else torch.zeros(1, dtype=torch.int64)
-        image, text, scale = task.encode(x[pick], y[pick], variants[pick])
+        image, text, scale = task.encode(take(x, pick), take(y, pick), take(variants, pick))
         return image[: len(rows)], text[: len(rows)], scale
 
     def loss_of(image, text, scale):
