@@ -4,7 +4,8 @@ epoch logs, curriculum log and predictions.
 
 - a timm ResNet with BatchNorm whose last feature maps are 1x1 (16-pixel images), under the adaptive
   curriculum (its evaluations at every stage end), with 2 micro-batches per batch;
-- the demo's tiny open_clip ViT CLIP trained with FLYP's contrastive loss, with 2 micro-batches.
+- the demo's tiny open_clip ViT CLIP trained with FLYP's contrastive loss, with 2 micro-batches
+  (gradient caching) and with one.
 
 23 training rows (one of them an unreadable file) in global batches of 7: per-process slices of 4/3
 (2 processes) and 3/2/2 (3 processes), a last batch of 2 that leaves a process without any image
@@ -91,12 +92,17 @@ def main(images: Path, out: Path, kinds: list[str]) -> None:
         "resnet": (tiny_resnet(), cfg, Adaptive([10, 100], 2, 3, validation)),
         "flyp": (tiny_flyp(out), ClassifierConfig(epochs=2, batch_size=7, lr=0.05, optimizer="sgd", momentum=0.9,
                                                   warmup_epochs=0.0), RealOnly(2)),
+        # one pass without micro-batches (no gradient caching): a process without any image of the last batch
+        "flyp-k1": (tiny_flyp(out), ClassifierConfig(epochs=1, batch_size=7, lr=0.05, optimizer="sgd", momentum=0.9,
+                                                     warmup_epochs=0.0), RealOnly(1)),
     }
     name = f"rank{ddp.rank()}-of{ddp.world_size()}"
     for kind, (task, optim, curriculum) in tasks.items():
         if kind not in kinds:
             continue
-        log = train_with_curriculum(task, optim, TrainRuntime(**runtime), curriculum, train_data, kind, progress=False,
+        accumulate = 1 if kind == "flyp-k1" else 2
+        log = train_with_curriculum(task, optim, TrainRuntime(**(runtime | {"accumulate": accumulate})), curriculum,
+                                    train_data, kind, progress=False,
                                     out_dir=out / kind, settings={"world": ddp.world_size()})
         val = ImageRows(train_data.rows.paths(train_data.val), train_data.rows.labels[train_data.val])
         pred = predict_rows([task], val, DeviceConfig(num_workers=0, eval_batch_size=4))[0]  # as `discl eval` does
@@ -113,4 +119,4 @@ if __name__ == "__main__":
     if sys.argv[1] == "--write":
         write_images(Path(sys.argv[2]))
     else:
-        main(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:] or ["resnet", "flyp"])
+        main(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:] or ["resnet", "flyp", "flyp-k1"])

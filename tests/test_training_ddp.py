@@ -50,7 +50,7 @@ def test_one_two_and_three_gloo_processes_train_and_evaluate_alike(tmp_path):
     subprocess.run([sys.executable, str(WORKER), "--write", str(images)], check=True, timeout=120)
     for world in (1, 2, 3):
         _launch(world, images, tmp_path / f"w{world}")
-    for kind in ("resnet", "flyp"):
+    for kind in ("resnet", "flyp", "flyp-k1"):
         one = load_file(str(tmp_path / "w1" / f"{kind}-rank0-of1.safetensors"))
         single = json.loads((tmp_path / "w1" / f"{kind}-rank0-of1.json").read_text())
         assert (tmp_path / "w1" / kind / "checkpoint.safetensors").exists()
