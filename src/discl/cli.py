@@ -133,9 +133,9 @@ def _train(run, cfg, echo, progress):
 
 
 def _eval(run, cfg, echo):
-    from .stages.evaluate import run_eval
+    from .stages.evaluate import run_eval_from_env
 
-    run_eval(run, cfg, echo)
+    run_eval_from_env(run, cfg, echo)
 
 
 _stage("prepare", "Build the dataset tables (dataset.parquet, classes.parquet, skipped.parquet).", False, creates=True,

@@ -171,8 +171,13 @@ class DeviceConfig:
 @section
 class TrainRuntime(DeviceConfig):
     compile: Flag = False  # torch.compile the model
-    # Split each batch into this many micro-batches (same optimisation batch, less memory).
+    # Split each batch into this many micro-batches (less memory, one optimiser step per batch). A
+    # per-image loss is averaged over the whole batch; FLYP's contrastive loss stays the whole batch's
+    # (gradient caching). BatchNorm normalises over each micro-batch, so its statistics differ.
     accumulate: Positive = 1
+    # Under DDP, BatchNorm layers normalise over the global batch (SyncBatchNorm) as one process would;
+    # false: over each process's share (faster, results then depend on the number of processes).
+    sync_batchnorm: Flag = True
     eval_every: Positive = 1  # validation accuracy every k epochs (and after the last)
     checkpoint_every_steps: Count = 0  # > 0: also checkpoint inside an epoch, every that many optimiser steps
 

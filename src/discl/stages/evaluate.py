@@ -83,7 +83,23 @@ def predict_split(run: RunDir, cfg: RunConfig, tasks: dict, rows: pd.DataFrame, 
     return out
 
 
-def run_eval(run: RunDir, cfg: RunConfig, echo=print) -> pd.DataFrame:
+def run_eval_from_env(run: RunDir, cfg: RunConfig, echo=print) -> pd.DataFrame:
+    """run_eval in this process, or as one rank under torchrun: every process predicts its share of each
+    split and the predictions are gathered (training/stream.py); only rank 0 echoes and writes."""
+    from ..training import ddp
+    from ..training.device import resolve_device
+
+    ddp.init_from_env(resolve_device(cfg.eval.device, "eval.device"))
+    try:
+        return run_eval(run, cfg, echo if ddp.is_main() else (lambda *_: None), write=ddp.is_main())
+    finally:
+        if ddp.active():
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def run_eval(run: RunDir, cfg: RunConfig, echo=print, write: bool = True) -> pd.DataFrame:
     dataset, classes = load_dataset_tables(run)
     test_rows = dataset[dataset["split"] == "test"].reset_index(drop=True)
     if test_rows.empty:
@@ -104,15 +120,17 @@ def run_eval(run: RunDir, cfg: RunConfig, echo=print) -> pd.DataFrame:
         tables.append(pd.DataFrame({"method": method, "sample_id": test_rows["sample_id"].to_numpy(), "label": labels,
                                     "pred_label": result.pred, "p_true": result.p_true}))
     metrics = pd.DataFrame(rows)
-    write_table(metrics, run.metrics, "metrics")
-    write_table(pd.concat(tables, ignore_index=True), run.predictions, "predictions")
+    if write:
+        write_table(metrics, run.metrics, "metrics")
+        write_table(pd.concat(tables, ignore_index=True), run.predictions, "predictions")
     if cfg.data.name == "iwildcam":
-        run_wilds_eval(run, cfg, dataset, tasks, {"test": predictions}, echo)
+        run_wilds_eval(run, cfg, dataset, tasks, {"test": predictions}, echo, write)
     echo(paper_table(metrics))
     return metrics
 
 
-def run_wilds_eval(run: RunDir, cfg: RunConfig, dataset: pd.DataFrame, tasks: dict, known: dict, echo=print) -> pd.DataFrame:
+def run_wilds_eval(run: RunDir, cfg: RunConfig, dataset: pd.DataFrame, tasks: dict, known: dict, echo=print,
+                   write: bool = True) -> pd.DataFrame:
     """Macro F1, macro recall and accuracy on the OOD (test) and ID (id_test) splits, by WILDS's own eval;
     each split is decoded once for all methods (``known`` holds splits already predicted)."""
     from ..data.iwildcam import wilds_eval
@@ -128,5 +146,6 @@ def run_wilds_eval(run: RunDir, cfg: RunConfig, dataset: pd.DataFrame, tasks: di
             rows += [{"method": method, "split": split, "metric": k, "value": v} for k, v in results.items()]
             echo(f"{method} {split}: macro F1 {100 * results['F1-macro_all']:.2f}, accuracy {100 * results['acc_avg']:.2f}")
     frame = pd.DataFrame(rows, columns=["method", "split", "metric", "value"])
-    write_table(frame, run.wilds_metrics, "wilds_metrics")
+    if write:
+        write_table(frame, run.wilds_metrics, "wilds_metrics")
     return frame

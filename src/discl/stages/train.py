@@ -29,6 +29,7 @@ def run_train_from_env(run: RunDir, cfg: RunConfig, echo=print, progress: bool =
 
     ddp.init_from_env(resolve_device(cfg.train.device, "train.device"))
     try:
+        ddp.check_batch(cfg.train.classifier.batch_size, "train.classifier.batch_size")
         return run_train(run, cfg, echo if ddp.is_main() else (lambda *_: None), progress)
     finally:
         if ddp.active():

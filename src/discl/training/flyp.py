@@ -21,8 +21,9 @@ from .transforms import clip_transforms
 
 class FlypTask:
     """The loop's task interface (training/tasks.py) for an open_clip model, with open_clip's own
-    train/eval preprocessing. Under DDP the contrastive loss sees every process's images and
-    captions (features gathered with their gradients), so it is the loss of the whole batch."""
+    train/eval preprocessing. The contrastive loss is global: the training loop gathers every
+    process's (and every micro-batch's) image and caption features, whatever their sizes, and computes
+    it on the whole batch (training/microbatch.py)."""
 
     loss_is_global = True
 
@@ -38,20 +39,15 @@ class FlypTask:
         captions = [[t.format(name=n) for t in self.templates] for n in self.class_names]
         # tokens[c, t]: class c with template t
         self.tokens = scorer.tokenizer([c for per_class in captions for c in per_class]).view(len(captions), len(self.templates), -1)
-        self.loss_fn = open_clip.ClipLoss()
+        self.loss_fn = open_clip.ClipLoss()  # on features already gathered: the whole batch's loss
         self.device = torch.device("cpu")
         self._head: torch.Tensor | None = None
 
     def to(self, device: torch.device) -> FlypTask:
-        from . import ddp
-
         self.device = device
         self.module.to(device)
         self.tokens = self.tokens.to(device)
         self._head = None
-        if ddp.active():
-            self.loss_fn = open_clip.ClipLoss(local_loss=False, gather_with_grad=True, rank=ddp.rank(),
-                                              world_size=ddp.world_size())
         return self
 
     @torch.no_grad()
@@ -63,16 +59,28 @@ class FlypTask:
         self.module.train(was_training)
         return torch.nn.functional.normalize(emb.float().mean(1), dim=-1)
 
-    def loss(self, images: torch.Tensor, labels: torch.Tensor, variants: torch.Tensor | None = None):
+    def encode(self, images: torch.Tensor, labels: torch.Tensor, variants: torch.Tensor | None = None):
+        """(image features, caption features, logit scale) through ``net`` (the DDP wrapper in training)."""
         # The caption template of each image: its variant (the sampler's choice), else its place in the batch.
         which = variants if variants is not None else torch.arange(len(labels), device=labels.device)
         text = self.tokens[labels, which % len(self.templates)]
         image_features, text_features, scale = self.net(images, text)[:3]
-        loss = self.loss_fn(image_features, text_features, scale)
+        return image_features, text_features, scale
+
+    def global_loss(self, image_features: torch.Tensor, text_features: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """The contrastive loss of the whole batch's features (row i of both is one image and its caption)."""
+        return self.loss_fn(image_features, text_features, scale)
+
+    def train_logits(self, image_features: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """Class logits of training images (for the logged accuracy): the head of the last evaluation."""
         if self._head is None:
             self._head = self.head()
-        logits = scale.detach() * image_features.detach().float() @ self._head.T  # head of the last evaluation
-        return loss, logits
+        return scale.detach() * image_features.detach().float() @ self._head.T
+
+    def loss(self, images: torch.Tensor, labels: torch.Tensor, variants: torch.Tensor | None = None):
+        """(loss, logits) of one process's batch on its own (the loop uses the global form above)."""
+        image_features, text_features, scale = self.encode(images, labels, variants)
+        return self.global_loss(image_features, text_features, scale), self.train_logits(image_features, scale)
 
     def before_eval(self) -> None:
         self._head = self.head()

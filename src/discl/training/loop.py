@@ -3,13 +3,13 @@ lets adaptive curricula evaluate the model at every stage end, logs every epoch,
 (every epoch, and every N steps inside long epochs) so a killed run resumes to the same result.
 
 Per step: this process's slice of the global batch is copied to the device, split into
-``accumulate`` micro-batches, run under autocast (bf16/fp16; fp16 with a gradient scaler), and the
-optimiser steps once. Loss and accuracy are summed on the device and read once per epoch, so
-the host never waits for the device inside an epoch."""
+``accumulate`` micro-batches cut from the global batch (training/microbatch.py: the processes
+exchange their counts of readable images first, on the CPU), run under autocast (bf16/fp16; fp16
+with a gradient scaler), and the optimiser steps once. Loss and accuracy are summed on the device
+and read once per epoch, so the host never waits for the device inside an epoch."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -20,7 +20,6 @@ import numpy as np
 import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
-from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from .. import rundir
@@ -32,6 +31,7 @@ from ..seeding import stable_seed
 from . import ddp
 from .checkpoint import load_checkpoint, restore, save_checkpoint
 from .device import autocast, grad_scaler, resolve_device, rng_states, set_rng_states, to_device
+from .microbatch import global_loss_step, no_sync, step_plan, take
 from .optim import create_optimizer, lr_at
 from .sampling import Keys, TailSampling, epoch_order, mix_seeds
 from .stream import ImageStream, Predictions
@@ -120,6 +120,7 @@ class Trainer:
             raise ValueError(f"accumulate must be >= 1, got {runtime.accumulate}")
         if runtime.eval_every < 1:
             raise ValueError(f"eval_every must be >= 1, got {runtime.eval_every}")
+        ddp.check_batch(optim.batch_size, "batch_size")
         self.task, self.optim, self.runtime, self.curriculum, self.data = task, optim, runtime, curriculum, data
         self.method, self.progress, self.sampling, self.echo = method, progress, sampling, echo or (lambda *_: None)
         self.seed = optim.seed
@@ -127,6 +128,14 @@ class Trainer:
         task.to(self.device)
         if runtime.channels_last:
             task.module.to(memory_format=torch.channels_last)
+        if runtime.sync_batchnorm:
+            task.module = ddp.sync_batch_norm(task.module, self.device)
+        # BatchNorm cannot normalise one image's values (at a 1x1 feature map it refuses): a batch with a
+        # single readable image is not trained on, nor, where each process normalises its own share, a
+        # process's single image of a micro-batch (training/microbatch.py).
+        norm = ddp.has_batch_norm(task.module)
+        self.min_images = 2 if norm else 1
+        self.min_per_process = 2 if norm and ddp.active() and not runtime.sync_batchnorm else 1
         self.ddp_net = ddp.wrap(task.module, self.device)
         task.net = torch.compile(self.ddp_net) if runtime.compile else self.ddp_net
         self.optimizer = create_optimizer(optim.optimizer, task.module.parameters(), optim.lr, optim.weight_decay, optim.momentum)
@@ -206,36 +215,35 @@ class Trainer:
         draws = mix_seeds(stable_seed("draw", self.seed, self.state.epoch), where)
         return Keys.make(positions, draws, strengths, variants=variants, train=True)
 
-    def _step(self, batch, n_global: int, sums: torch.Tensor) -> None:
+    def _step(self, batch, lo: int, n_global: int, sums: torch.Tensor) -> int:
+        """One optimiser step on global batch [lo, lo + n_global); returns the images this process trained on."""
         x, y, _, decoded, variants, real = batch
-        valid = decoded & real
-        n_valid = int(valid.sum())
-        if n_valid == 0 and not ddp.active():
-            return
-        if 0 < n_valid < len(valid):
-            x, y, variants = x[valid], y[valid], variants[valid]
-        # Each process's loss is weighted by its share of the global batch, so DDP's average of the
-        # gradients is the gradient of the global batch's mean loss (0 for a process with nothing valid).
-        weight = 0.0 if n_valid == 0 else 1.0 if self.task.loss_is_global else n_valid * ddp.world_size() / n_global
+        plan = step_plan(decoded & real, n_global, ddp.rank(), ddp.world_size(), self.runtime.accumulate,
+                         self.min_images, self.min_per_process)
+        if plan is None:  # too few readable images in the whole batch: no process steps
+            return 0
         x = to_device(x, self.device, self.runtime.channels_last)
         y, variants = y.to(self.device, non_blocking=True), variants.to(self.device, non_blocking=True)
-        chunks = max(1, min(self.runtime.accumulate, len(y)))
-        parts = list(zip(x.tensor_split(chunks), y.tensor_split(chunks), variants.tensor_split(chunks)))
         self.optimizer.zero_grad(set_to_none=True)
-        for i, (xc, yc, vc) in enumerate(parts):
-            sync = i == len(parts) - 1 or not ddp.active()
-            # ddp_net is a DistributedDataParallel exactly when ddp.active(): only the last micro-batch syncs.
-            with (self.ddp_net.no_sync() if not sync and isinstance(self.ddp_net, DistributedDataParallel)
-                  else contextlib.nullcontext()):
-                with autocast(self.device, self.runtime.precision):
-                    loss, logits = self.task.loss(xc, yc, vc)
-                share = 1.0 / len(parts) if self.task.loss_is_global else len(yc) / len(y)
-                self.scaler.scale(loss * (weight * share)).backward()
-            if n_valid:
-                sums[0] += loss.detach().float() * len(yc)
-                sums[1] += (logits.detach().argmax(-1) == yc).sum()
+        if self.task.loss_is_global:
+            global_loss_step(self.task, self.ddp_net, plan, x, y, variants, self.runtime.precision, self.scaler, sums)
+        else:
+            for i, mine in enumerate(plan.micro):
+                # ddp_net is a DistributedDataParallel exactly when ddp.active(): only the last micro-batch syncs.
+                with no_sync(self.ddp_net, i < len(plan.micro) - 1):
+                    with autocast(self.device, self.runtime.precision):
+                        loss, logits = self.task.loss(take(x, mine), take(y, mine), take(variants, mine))
+                    if len(mine):
+                        # Weighted by its share of the global batch, so DDP's average over processes and the sum
+                        # over micro-batches give the gradient of the global batch's mean loss.
+                        self.scaler.scale(loss * (len(mine) * plan.world / plan.n_images)).backward()
+                        sums[0] += loss.detach().float() * len(mine)
+                        sums[1] += (logits.detach().argmax(-1) == take(y, mine)).sum()
+                    else:  # no image of this micro-batch here: zero gradients, so DDP's reduction still runs
+                        self.scaler.scale(logits.sum() * 0.0).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        return plan.n_local
 
     def _epoch(self, stage: Stage, rows: StageRows, stop_after_steps: int | None) -> bool:
         """Train one epoch (or its rest, after a mid-epoch resume); False when stopped early."""
@@ -246,6 +254,7 @@ class Trainer:
         # Device-side sums (loss, correct) and host-side counts (seen, skipped): no host sync per step.
         sums = torch.tensor([partial.get("loss_sum", 0.0), partial.get("correct", 0.0)], dtype=torch.float32, device=self.device)
         seen, skipped = int(partial.get("seen", 0)), int(partial.get("skipped", 0))
+        trained = int(partial.get("trained", seen))  # readable images a step trained on (see _step)
         bad_rows: list[int] = list(partial.get("skipped_rows", []))
         elapsed = float(partial.get("seconds", 0.0))
         start = time.perf_counter()
@@ -264,14 +273,14 @@ class Trainer:
                 skipped += int(failed.sum())
                 bad_rows += rows_b[failed].tolist()[: NAMED_SKIPS - len(bad_rows)] if len(bad_rows) < NAMED_SKIPS else []
             seen += int((real & decoded).sum())
-            self._step(batch, min(batch_size, len(keys) - b * batch_size), sums)
+            trained += self._step(batch, b * batch_size, min(batch_size, len(keys) - b * batch_size), sums)
             self.state.batch += 1
             self.steps += 1
             bar.update(1)
             every = self.runtime.checkpoint_every_steps
             stop = stop_after_steps is not None and self.steps >= stop_after_steps
             if self.state.batch < n_batches and ((every and self.state.batch % every == 0) or stop):
-                self.state.partial = {"loss_sum": float(sums[0]), "correct": float(sums[1]), "seen": seen,
+                self.state.partial = {"loss_sum": float(sums[0]), "correct": float(sums[1]), "seen": seen, "trained": trained,
                                       "skipped": skipped, "skipped_rows": bad_rows,
                                       "seconds": elapsed + time.perf_counter() - start}
                 self.save()
@@ -279,13 +288,13 @@ class Trainer:
                     bar.close()
                     return False
         bar.close()
-        totals = ddp.all_reduce_sum(torch.cat([sums.double(), torch.tensor([seen, skipped], dtype=torch.float64, device=self.device)]))
-        loss_sum, correct, seen_all, skipped_all = totals.tolist()
+        counts = torch.tensor([seen, skipped, trained], dtype=torch.float64, device=self.device)
+        loss_sum, correct, seen_all, skipped_all, trained_all = ddp.all_reduce_sum(torch.cat([sums.double(), counts])).tolist()
         bad = ddp.all_gather_rows(torch.tensor(bad_rows, dtype=torch.int64, device=self.device), NAMED_SKIPS).cpu().numpy()
         self._check_skipped(int(skipped_all), int(seen_all + skipped_all), bad, f"epoch {self.state.epoch + 1}")
         ddp.sync_buffers(self.task.module)
         self.state.batch, self.state.partial = 0, {}
-        self.epoch_sums = {"loss": loss_sum / max(1.0, seen_all), "acc": correct / max(1.0, seen_all),
+        self.epoch_sums = {"loss": loss_sum / max(1.0, trained_all), "acc": correct / max(1.0, trained_all),
                            "seen": int(seen_all), "skipped": int(skipped_all),
                            "seconds": elapsed + time.perf_counter() - start, "lr": lr}
         return True

@@ -121,21 +121,12 @@ class ImageStream:
 
 
 def _gather(local: torch.Tensor, where: np.ndarray, n: int, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """Every process's (rows, 3) predictions and their positions, on every process."""
+    """Every process's (rows, 3) predictions and their positions, on every process (any number per process)."""
     if not ddp.active():
         return local.cpu().numpy(), where
-    import torch.distributed as dist
-
-    world = ddp.world_size()
-    width = -(-n // world) + 1
-    padded = torch.full((width, 4), -1.0, dtype=torch.float64, device=device)
-    padded[: len(local), :3] = local
-    padded[: len(local), 3] = torch.from_numpy(where).to(device=device, dtype=torch.float64)
-    parts = [torch.empty_like(padded) for _ in range(world)]
-    dist.all_gather(parts, padded)
-    everything = torch.cat(parts).cpu().numpy()
-    kept = everything[everything[:, 3] >= 0]
-    return kept[:, :3], kept[:, 3].astype(np.int64)
+    mine = torch.cat([local, torch.from_numpy(where).to(device=device, dtype=torch.float64)[:, None]], 1)
+    everything = ddp.gather_varying(mine).cpu().numpy()
+    return everything[:, :3], everything[:, 3].astype(np.int64)
 
 
 def predict_rows(tasks: Sequence, rows: ImageRows, runtime: DeviceConfig, positions: np.ndarray | None = None,
