@@ -112,7 +112,7 @@ def load_inputs(run: RunDir, cfg: RunConfig, methods: list[str], echo=print) -> 
     select_split = {"best-test": "test", "best-id-val": "id_val"}.get(cfg.train.select)
     test_rows = dataset[dataset["split"] == select_split].reset_index(drop=True) if select_split else None
     if test_rows is not None and test_rows.empty:
-        raise ValueError(f"train.select = {cfg.train.select} needs a {select_split} split, and this dataset has none")
+        raise ValueError(f"train.select = {cfg.train.select} needs the {select_split} split, and this dataset has none")
     hard_ids = None
     if cfg.train.curriculum.stage_real == "unreplaced" and synthetic is not None:
         # The reference's iWildCam code: a hard sample whose every synthetic image was filtered out keeps its real image.
