@@ -261,3 +261,25 @@ def test_select_best_id_val_chooses_on_the_id_val_split(run_copy, monkeypatch):
     assert len(inputs.test_rows) == 5 and set(inputs.test_rows["split"]) == {"id_val"}
     pool, _, _ = build_method_data(run, cfg, "real-only", inputs)
     assert len(pool.test) == 5
+
+
+def test_reference_names_say_bird_and_bat_in_prompts_and_filter_captions_by_class_id():
+    from discl.generation.plan import plan_spectrum
+    from discl.prompts import PromptBank, prompt_names
+    from discl.scoring.run_scorer import captions_for
+
+    classes = pd.DataFrame({"label": [0, 82, 83, 178], "class_id": ["acinonyx jubatus", "unknown bird", "unknown bat", "ave desconocida"],
+                            "class_name": ["cheetah", "unknown bird", "unknown bat", "unknown bird"]})
+    assert prompt_names(classes, "iwildcam", "class") == {} and prompt_names(classes, "imagenet-lt", "reference") == {}
+    names = prompt_names(classes, "iwildcam", "reference")
+    assert names == {82: "bird", 83: "bat"}  # "ave desconocida", also "unknown bird", keeps its name as the reference does
+    captions = captions_for(classes, "a photo of {name} in the wild", names)
+    assert captions == {0: "a photo of cheetah in the wild", 82: "a photo of bird in the wild",
+                        83: "a photo of bat in the wild", 178: "a photo of unknown bird in the wild"}
+    hard = pd.DataFrame({"sample_id": ["a", "b"], "label": [82, 178], "class_name": ["unknown bird", "unknown bird"],
+                         "path": ["a.jpg", "b.jpg"]})
+    plan = plan_spectrum(hard, [0.5], [10], 10.0, PromptBank("a photo of {name} in the wild", names=names), "gen")
+    assert plan["prompt"].tolist() == ["a photo of bird in the wild", "a photo of unknown bird in the wild"]
+    assert plan["class_name"].tolist() == ["unknown bird", "unknown bird"]  # the tables keep the class names
+    with pytest.raises(ValueError, match="unknown prompts.names 'latin'"):
+        prompt_names(classes, "iwildcam", "latin")

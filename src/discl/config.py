@@ -376,6 +376,10 @@ class PromptsConfig:
     backoff_s: NonNegative = 1.0  # doubled after each retry (capped at 30 s); Retry-After is honoured
     on_error: Literal["fallback", "error"] = "fallback"  # fallback: classes without descriptions use the template; error: stop
     output: Name = "prompts.json"  # relative to the run directory
+    # The class names generation prompts and the filter's captions use: "class" (the classes' names) or
+    # "reference" (the names the reference's generation and filter code use for prompts.dataset where they
+    # differ; iWildCam: "bird" and "bat" for the classes "unknown bird" and "unknown bat").
+    names: Literal["class", "reference"] = "class"
 
 
 @section
