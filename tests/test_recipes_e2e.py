@@ -202,19 +202,24 @@ def test_iwildcam_recipe_end_to_end(tmp_path, models):
         "generate.resize=[32,18]",  # the recipe's [480, 270], a fifteenth
         "generate.strengths=[0.3,0.5]", "train.levels=[50,70,100]",  # image guidance 70 and 50, above the recipe's min_level 50
         "train.curriculum.val_sources=1", "train.classifier.epochs=3", "train.curriculum_epochs=2",
-        f"train.flyp.model={OPEN_CLIP_NAME}", f"train.flyp.pretrained={models['open_clip']}"))
+        f"train.flyp.model={OPEN_CLIP_NAME}", f"train.flyp.pretrained={models['open_clip']}",
+        # the base model: a small timm ResNet (BatchNorm) from scratch in place of the ImageNet ResNet-50
+        "mine.base.model=resnet10t", "mine.base.pretrained=null", "mine.base.augment.input_size=32",
+        "mine.base.epochs=1", "mine.base.batch_size=8", "mine.base.device=cpu", "mine.base.num_workers=0",
+        "mine.base.eval_batch_size=16"))
     config = saved_config(run)
     assert config["train"]["task"] == "flyp" and config["train"]["methods"] == ["real-only", "adaptive"]
-    assert config["train"]["curriculum"]["min_level"] == 50 and config["train"]["curriculum"]["stage_real"] == "non-hard"
-    assert config["mine"]["rules"] == ["clip_misclassified"] and config["mine"]["exclude_classes"] == ["empty"]
+    curriculum = config["train"]["curriculum"]
+    assert curriculum["min_level"] == 50 and curriculum["stage_real"] == "unreplaced" and curriculum["progress_start"] == "zero"
+    assert config["train"]["epoch_length"] == "real" and curriculum["val_image"] == "random"
+    assert config["mine"]["rules"] == ["misclassified"] and config["mine"]["exclude_classes"] == ["empty"]
     assert pd.read_parquet(run / "classes.parquet")["class_name"].tolist() == english
 
     out = _cli("mine", run)
-    assert "the zero-shot CLIP gets" in out
+    assert "in-sample" in out
     hard = pd.read_parquet(run / "hard.parquet")
-    assert len(hard) and "empty" not in set(hard["class_name"]) and set(hard["reason"]) == {"clip_misclassified"}
-    assert {f"a photo of {n} in the wild" for n in english} == clip_captions(run)
-    assert not (run / "models" / "base").exists()
+    assert len(hard) and "empty" not in set(hard["class_name"]) and set(hard["reason"]) == {"misclassified"}
+    assert (run / "models" / "base").exists()
 
     _cli("generate", run)
     synthetic = pd.read_parquet(run / "synthetic.parquet")
@@ -233,7 +238,12 @@ def test_iwildcam_recipe_end_to_end(tmp_path, models):
     levels = log["level"].tolist()
     assert levels[0] == 50 and levels[1] in (50, 70, 100) and levels[-1] == -1 and len(levels) == 3
     synthetic_stage = log["level"].isin([50, 70])
-    assert (log["n_synthetic"][synthetic_stage] > 0).all() and (log["n_seen"] == 2 * (log["n_real"] + log["n_synthetic"])).all()
+    assert (log["n_synthetic"][synthetic_stage] > 0).all()
+    # epoch_length real: every epoch is int(real rows x 2 templates / batch 8) full batches, whatever the stage holds
+    n_real = int(log["n_real"].iloc[-1])
+    assert (log["n_seen"] == (2 * n_real // 8) * 8).all()
+    real_only = pd.read_parquet(run / "train" / "real-only" / "log.parquet")
+    assert (real_only["n_seen"] == (2 * int(real_only["n_real"].iloc[0]) // 8) * 8).all()
     held_out = json.loads((run / "train" / "adaptive" / "discl_model.json").read_text())["config"]["held_out_sources"]
     assert len(held_out) == 1 and set(held_out) <= set(hard["sample_id"])  # val_sources 1: the curriculum's validation source
     # FLYP started from the local weights file (a few small steps away from it), not from a random CLIP
@@ -251,6 +261,12 @@ def test_iwildcam_recipe_end_to_end(tmp_path, models):
     _cli("report", run)
     html = (run / "report.html").read_text()
     assert all(n in html for n in ("white-lipped peccary", "plains zebra"))
+
+    # The zero-shot CLIP rule stays one setting away (no base model).
+    out = _cli("mine", run, "--set", "mine.rules=[clip_misclassified]")
+    assert "the zero-shot CLIP gets" in out
+    assert set(pd.read_parquet(run / "hard.parquet")["reason"]) == {"clip_misclassified"}
+    assert {f"a photo of {n} in the wild" for n in english} == clip_captions(run)
 
     # The reference's iWildCam CSV (a pandas index column, label id = WILDS's y, capitalised English names).
     zebra, empty = iwildcam.train_files(3)[0], iwildcam.train_files(0)[0]

@@ -196,8 +196,10 @@ class ClassifierConfig:
     pretrained: Name | None = None
     loss: Literal["ce", "bs"] = "ce"  # "ce" (cross-entropy) or "bs" (Balanced Softmax: log class prior added to the logits in training)
     # Balanced Softmax prior: "real" = class counts of the real training split; "stage" = class counts of
-    # each stage's training data (real + synthetic), which the synthetic tail images change.
-    bs_prior: Literal["real", "stage"] = "real"
+    # each stage's training data (real + synthetic), which the synthetic tail images change; "epoch" =
+    # class counts of the rows each epoch trains on, after tail sampling (a class absent from an epoch
+    # counts as one row): the label distribution the model is fitted to, so the tail is not rebalanced twice.
+    bs_prior: Literal["real", "stage", "epoch"] = "real"
     optimizer: Literal["sgd", "adam", "adamw"] = "adamw"
     momentum: Annotated[float, Strict(), Field(ge=0, lt=1)] = 0.9  # sgd only
     warmup_epochs: NonNegative = 1.0  # linear warm-up, then cosine decay to zero
@@ -397,6 +399,10 @@ class PromptsConfig:
     backoff_s: NonNegative = 1.0  # doubled after each retry (capped at 30 s); Retry-After is honoured
     on_error: Literal["fallback", "error"] = "fallback"  # fallback: classes without descriptions use the template; error: stop
     output: Name = "prompts.json"  # relative to the run directory
+    # The class names generation prompts and the filter's captions use: "class" (the classes' names) or
+    # "reference" (the names the reference's generation and filter code use for prompts.dataset where they
+    # differ; iWildCam: "bird" and "bat" for the classes "unknown bird" and "unknown bat").
+    names: Literal["class", "reference"] = "class"
 
 
 @section
@@ -406,10 +412,21 @@ class CurriculumConfig:
     stage_epochs: list[Positive] = field(default_factory=list)  # non-adaptive/reverse: explicit lengths (default: even split)
     fixed_level: Level = 50  # "fixed"
     stage_length: Positive = 1  # adaptive and random: epochs per stage
-    warmup: Flag = False  # adaptive: first stage on a uniform mix of all levels
+    warmup: Flag = False  # adaptive: a warm-up stage first (warmup_data), then the adaptive choice
+    # The warm-up stage's data: "levels" (a uniform mix of every candidate level's synthetic images with the
+    # real rows) or "real" (warmup_rows real rows drawn at random, as the reference's uniform set).
+    warmup_data: Literal["levels", "real"] = "levels"
+    warmup_rows: Positive = 30000  # warmup_data "real": how many real rows (all of them when fewer)
+    # adaptive: what the first choice's progress is measured from: "measured" (p(true) before training)
+    # or "zero" (the reference: an empty last performance, so the first choice ranks levels by p(true)
+    # itself). A warm-up stage always measures its baseline.
+    progress_start: Literal["measured", "zero"] = "measured"
     min_level: Level = 0  # adaptive: only levels >= this (the paper used 50 on iWildCam)
     smoothing: Annotated[float, Strict(), Field(ge=0, lt=1)] = 0.0  # adaptive: weight of the previous score in an exponential moving average
     val_sources: Positive = 2  # adaptive: sources held out for the curriculum validation set
+    # adaptive: the curriculum-validation image of each (source, level): the kept image of the lowest
+    # grid seed, or one drawn at random (seeded by classifier.seed, the same in every process).
+    val_image: Literal["lowest-seed", "random"] = "lowest-seed"
     cuda_threshold: Fraction = 0.6
     cuda_max_strength: Positive = 10
     cuda_probe_per_class: Positive = 32
@@ -421,12 +438,16 @@ class CurriculumConfig:
     # "reference": every real tail image once, synthetic fill without replacement unless too few, real
     # tail with replacement after the curriculum; "replacement": the whole tail share with replacement.
     tail_rule: Literal["reference", "replacement"] = "reference"
+    # Which synthetic rows are tail rows: "all" (every synthetic row) or "few" (the reference: only those
+    # of few-bucket classes; the others join the non-tail rows and are subsampled with them).
+    synthetic_tail: Literal["all", "few"] = "all"
     non_tail_ratio: Fraction = 0.3
     tail_fraction: Annotated[float, Strict(), Field(ge=0, lt=1)] = 0.136
     # Real rows in a curriculum stage: "all" (the reference's ImageNet-LT trainer) or "non-hard" (the
     # paper's description: synthetic images mixed with the real images of the non-hard samples; the hard
-    # samples' own real images come back at level 100 and after the curriculum).
-    stage_real: Literal["all", "non-hard"] = "all"
+    # samples' own real images come back at level 100 and after the curriculum) or "unreplaced" (the
+    # reference's iWildCam code: drops only the real images of hard samples that kept a synthetic image).
+    stage_real: Literal["all", "non-hard", "unreplaced"] = "all"
 
     @field_validator("tail_sampling", mode="before")
     @classmethod
@@ -464,8 +485,13 @@ class TrainConfig(TrainRuntime):
     resume: Flag = True  # continue from train/<method>/checkpoint.safetensors when its settings match
     # Which epoch's weights are saved: "final"; "best-val": the epoch most accurate on the validation
     # split; "best-test": on the test split (what the reference's ImageNet-LT script reports: it
-    # chooses on test, so its figure is optimistic; offered only to reproduce it).
-    select: Literal["final", "best-val", "best-test"] = "final"
+    # chooses on test, so its figure is optimistic; offered only to reproduce it); "best-id-val": on the
+    # id_val split (iWildCam's in-distribution validation split, FLYP's model selection).
+    select: Literal["final", "best-val", "best-test", "best-id-val"] = "final"
+    # Steps per epoch: "pass" (one pass over the stage's rows) or "real" (the reference's iWildCam
+    # trainer: int(real training rows x rows per image / batch size) steps in every epoch, whatever the
+    # stage holds; the stage's rows are drawn in passes, reshuffled each time they run out).
+    epoch_length: Literal["pass", "real"] = "pass"
 
     @model_validator(mode="after")
     def _check(self):

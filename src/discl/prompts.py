@@ -28,22 +28,26 @@ class PromptError(ValueError):
 class PromptBank:
     template: str = "a photo of {name}"
     descriptions: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    names: Mapping[int, str] = field(default_factory=dict)  # label -> the name a prompt says (default: the class name)
 
     def __post_init__(self):
         self._by_normalised: dict[str, Sequence[str]] = {}
         for name, options in self.descriptions.items():
             self._by_normalised.setdefault(normalise_name(name), options)
 
-    def prompt(self, class_name: str, seed: int) -> str:
-        """The prompt for ``class_name`` at grid seed ``seed``; the same in every process."""
+    def prompt(self, class_name: str, seed: int, label: int | None = None) -> str:
+        """The prompt for ``class_name`` (of ``label``) at grid seed ``seed``; the same in every process.
+        Descriptions are looked up by class name; ``names`` may say the class another way in the prompt."""
+        name = self.names.get(int(label), class_name) if label is not None else class_name
         options = self.descriptions.get(class_name) or self._by_normalised.get(normalise_name(class_name))
         if not options:
-            return self.template.format(name=class_name, description=class_name)
+            return self.template.format(name=name, description=name)
         description = options[stable_seed("prompt", class_name, int(seed)) % len(options)]
-        return self.template.format(name=class_name, description=description)
+        return self.template.format(name=name, description=description)
 
     @classmethod
-    def from_json(cls, path: Path, template: str = "a 8k real photo: {description}") -> PromptBank:
+    def from_json(cls, path: Path, template: str = "a 8k real photo: {description}",
+                  names: Mapping[int, str] | None = None) -> PromptBank:
         path = Path(path)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -57,7 +61,7 @@ class PromptBank:
                 raise PromptError(f"{path}: class {name!r} needs a non-empty list of non-empty strings")
             if seen.setdefault(normalise_name(name), name) != name:
                 raise PromptError(f"{path}: classes {seen[normalise_name(name)]!r} and {name!r} are the same name; keep one")
-        return cls(template=template, descriptions=data)
+        return cls(template=template, descriptions=data, names=dict(names or {}))
 
 
 # Templates per dataset. "{name}" is the class name, "{description}" one of its descriptions
@@ -78,6 +82,28 @@ CAPTIONS = {
     "imagenet-lt": "a photo of {name}",
     "digits-lt": "a photo of the digit {name}",
 }
+
+
+# Where the reference's generation and filter code name a class otherwise than its class names
+# (prompts.names = "reference"), by class id. iWildCam: its gene_img.py and comp_clip_scores.py read
+# assets/metadata/wilds_common_names.pkl, which says "bird" and "bat" where labels.csv (the FLYP
+# captions' names) says "unknown bird" and "unknown bat"; the other "unknown bird" class
+# ("ave desconocida") is "unknown bird" in both.
+REFERENCE_NAMES = {
+    "iwildcam": {"unknown bird": "bird", "unknown bat": "bat"},
+}
+
+
+def prompt_names(classes, dataset: str, mode: str) -> dict[int, str]:
+    """label -> the name generation prompts and filter captions use, for the classes whose name differs
+    (``mode`` "class": none; "reference": :data:`REFERENCE_NAMES` of ``dataset``, by class id)."""
+    if mode == "class":
+        return {}
+    if mode != "reference":
+        raise ValueError(f"unknown prompts.names {mode!r}; known: ['class', 'reference']")
+    table = REFERENCE_NAMES.get(dataset, {})
+    ids = classes["class_id"] if "class_id" in classes.columns else classes["class_name"]
+    return {int(label): table[str(cid)] for label, cid in zip(classes["label"], ids) if str(cid) in table}
 
 
 def caption_for(dataset: str) -> str:

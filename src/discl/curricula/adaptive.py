@@ -88,8 +88,12 @@ class Adaptive(CurriculumBase):
     """DisCL's adaptive curriculum over ``levels`` (only those >= ``min_level``).
 
     stage_length: epochs per stage (1 = re-evaluate each time the stage's data has been seen once);
-    warmup: start with one stage on a uniform mix of all candidate levels instead of the lowest level;
-    smoothing: weight of the previous smoothed score (0 = use this stage's progress alone)."""
+    warmup: start with a warm-up stage instead of the lowest level: with ``warmup_data`` "levels" a
+    uniform mix of all candidate levels, with "real" ``warmup_rows`` real rows drawn at random (the
+    reference's uniform set); smoothing: weight of the previous smoothed score (0 = use this stage's
+    progress alone); progress_start: "measured" (the first choice scores the gain in p(true) since
+    before training) or "zero" (the reference: from an empty last performance, so the first choice
+    ranks levels by p(true) itself; a warm-up stage always measures its baseline)."""
 
     levels: Sequence[int]
     curriculum_epochs: int
@@ -99,6 +103,9 @@ class Adaptive(CurriculumBase):
     warmup: bool = False
     min_level: int = 0
     smoothing: float = 0.0
+    warmup_data: str = "levels"
+    warmup_rows: int = 30000
+    progress_start: str = "measured"
     name: str = "adaptive"
     evaluates: ClassVar[bool] = True
 
@@ -112,6 +119,10 @@ class Adaptive(CurriculumBase):
             raise ValueError(f"smoothing must lie in [0, 1), got {self.smoothing}")
         if self.stage_length < 1:
             raise ValueError(f"stage_length must be >= 1, got {self.stage_length}")
+        if self.warmup_data not in ("levels", "real") or self.warmup_rows < 1:
+            raise ValueError(f"warmup_data must be 'levels' or 'real' and warmup_rows >= 1, got {self.warmup_data!r}, {self.warmup_rows}")
+        if self.progress_start not in ("measured", "zero"):
+            raise ValueError(f"progress_start must be 'measured' or 'zero', got {self.progress_start!r}")
         present = set(self.validation.levels.tolist())
         missing = [lv for lv in self.candidates if lv not in present]
         if missing:
@@ -122,6 +133,10 @@ class Adaptive(CurriculumBase):
 
     # -- what the loop tells it
     def observe(self, evaluate: Evaluate) -> list[dict]:
+        if self.last_p is None and self.progress_start == "zero" and not self.warmup:
+            # Before training: the reference's last performance starts empty (zeros); nothing to measure.
+            self.last_p = [0.0] * len(self.validation.labels)
+            return []
         p_now = self.validation.p_true(evaluate)
         records: list[dict] = []
         if self.last_p is not None:
@@ -158,6 +173,8 @@ class Adaptive(CurriculumBase):
             return Stage(None, self.total_epochs - used)
         n = min(self.stage_length, self.curriculum_epochs - used)
         if not history and self.warmup:
+            if self.warmup_data == "real":
+                return Stage(None, n, real_sample=self.warmup_rows)
             return Stage(None, n, levels=tuple(self.candidates))
         return self._stage(n)
 
@@ -215,13 +232,15 @@ class PerClassAdaptive(Adaptive):
         self.class_choice = dict(state["class_choice"])
 
 
-_ADAPTIVE_SETTINGS = ("stage_length", "warmup", "min_level", "smoothing", "val_sources")
+_ADAPTIVE_SETTINGS = ("stage_length", "warmup", "warmup_data", "warmup_rows", "min_level", "smoothing",
+                      "progress_start", "val_sources", "val_image")
 
 
 def _adaptive_options(spec: CurriculumSpec, warmup: bool = False) -> dict:
     o = spec.options
     return dict(stage_length=o.stage_length, warmup=o.warmup or warmup, min_level=o.min_level,
-                smoothing=o.smoothing, name=spec.name)
+                smoothing=o.smoothing, warmup_data=o.warmup_data, warmup_rows=o.warmup_rows,
+                progress_start=o.progress_start, name=spec.name)
 
 
 @curricula.register("adaptive", validation=True, settings=_ADAPTIVE_SETTINGS)

@@ -44,13 +44,15 @@ class Stage:
     ``class_levels`` say otherwise); levels: several levels at once (all-synthetic,
     warm-up mix); class_levels: per-class levels as (label, level) pairs (per-class
     adaptive; classes not listed use real data only); augment: per-class augmentation
-    strengths as (label, strength) pairs (CUDA)."""
+    strengths as (label, strength) pairs (CUDA); real_sample: > 0, real data only, that many real
+    rows drawn at random (the reference's warm-up stage), 0 = every real row the stage allows."""
 
     level: int | None
     epochs: int
     levels: tuple[int, ...] = ()
     class_levels: tuple[tuple[int, int], ...] = ()
     augment: tuple[tuple[int, int], ...] = ()
+    real_sample: int = 0
 
     def synthetic_levels(self) -> tuple[int, ...]:
         """Every level whose synthetic images this stage may use."""
@@ -68,16 +70,18 @@ class Stage:
             return "cuda:" + ",".join(f"{c}={s}" for c, s in self.augment)
         if self.levels:
             return "+".join(map(str, sorted(set(self.levels))))
+        if self.real_sample:
+            return f"real:{self.real_sample}"
         return "real" if self.level is None else str(self.level)
 
     def to_json(self) -> dict:
         return {"level": self.level, "epochs": self.epochs, "levels": list(self.levels),
-                "class_levels": [list(p) for p in self.class_levels], "augment": [list(p) for p in self.augment]}
+                "class_levels": [list(p) for p in self.class_levels], "augment": [list(p) for p in self.augment]} | ({"real_sample": self.real_sample} if self.real_sample else {})
 
     @classmethod
     def from_json(cls, d: dict) -> Stage:
         return cls(d["level"], d["epochs"], tuple(d.get("levels", ())),
-                   tuple(tuple(p) for p in d.get("class_levels", ())), tuple(tuple(p) for p in d.get("augment", ())))
+                   tuple(tuple(p) for p in d.get("class_levels", ())), tuple(tuple(p) for p in d.get("augment", ())), int(d.get("real_sample", 0)))
 
 
 class Curriculum(Protocol):

@@ -48,10 +48,11 @@ def plan_spectrum(
     rows = []
     for source in hard.itertuples(index=False):
         folder = source_folder(str(source.sample_id))
+        label = int(str(source.label))
         for strength in strengths:
             guidance = image_guidance(strength)
             for seed in seeds:
-                prompt = prompts.prompt(str(source.class_name), seed)
+                prompt = prompts.prompt(str(source.class_name), seed, label)
                 # What identifies the image, and nothing else, decides its noise.
                 noise_seed = stable_seed(source.sample_id, float(strength), int(seed), float(text_guidance), generator_name)
                 rows.append(

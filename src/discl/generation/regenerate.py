@@ -58,7 +58,8 @@ class Regenerator:
             if not redo:
                 break
             sub = rows.iloc[redo]
-            new_prompts = [self.prompts.prompt(c, retry_seed(s, attempt)) for c, s in zip(sub["class_name"], sub["seed"])]
+            new_prompts = [self.prompts.prompt(c, retry_seed(s, attempt), y)
+                           for c, s, y in zip(sub["class_name"], sub["seed"], sub["label"])]
             new_seeds = [retry_seed(s, attempt) for s in sub["noise_seed"]]
             draw = generator.img2img(images[redo], [labels[i] for i in redo], new_prompts, strength, text_guidance, new_seeds)
             sims = self.text_similarity(draw, [labels[i] for i in redo])

@@ -64,8 +64,13 @@ def prompt_file(run: RunDir, cfg: RunConfig) -> Path | None:
 
 
 def prompt_bank(run: RunDir, cfg: RunConfig) -> PromptBank:
+    from ..prompts import prompt_names
+
     path = prompt_file(run, cfg)
-    return PromptBank.from_json(path, cfg.generate.prompt_template) if path else PromptBank(cfg.generate.prompt_template)
+    names = prompt_names(load_dataset_tables(run)[1], cfg.prompts.dataset, cfg.prompts.names) if cfg.prompts.names != "class" else {}
+    if path:
+        return PromptBank.from_json(path, cfg.generate.prompt_template, names)
+    return PromptBank(cfg.generate.prompt_template, names=names)
 
 
 def make_refiner(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True):
@@ -73,12 +78,12 @@ def make_refiner(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True)
     g = cfg.generate
     if not g.regenerate:
         return None
-    from ..scoring.run_scorer import captions_for, ensure_scorer
+    from ..scoring.run_scorer import ensure_scorer, filter_captions
     from .regenerate import Regenerator
 
     _, classes = load_dataset_tables(run)
     scorer = ensure_scorer(run, cfg, echo, progress)
-    return Regenerator(scorer, prompt_bank(run, cfg), captions_for(classes, cfg.score.caption_template), g.regenerate_threshold, g.regenerate_tries)
+    return Regenerator(scorer, prompt_bank(run, cfg), filter_captions(classes, cfg), g.regenerate_threshold, g.regenerate_tries)
 
 
 def make_worker(run: RunDir, config: dict):

@@ -23,8 +23,17 @@ from .factory import create_scorer
 TEXT_SOURCES = ("caption", "prompt")
 
 
-def captions_for(classes: pd.DataFrame, template: str) -> dict[int, str]:
-    return {int(label): template.format(name=name) for label, name in zip(classes["label"], classes["class_name"])}
+def captions_for(classes: pd.DataFrame, template: str, names: dict[int, str] | None = None) -> dict[int, str]:
+    """label -> the class's caption; ``names`` (label -> name) overrides the class names it says."""
+    names = names or {}
+    return {int(label): template.format(name=names.get(int(label), name)) for label, name in zip(classes["label"], classes["class_name"])}
+
+
+def filter_captions(classes: pd.DataFrame, cfg: RunConfig) -> dict[int, str]:
+    """The score stage's caption per label (score.caption_template with prompts.names)."""
+    from ..prompts import prompt_names
+
+    return captions_for(classes, cfg.score.caption_template, prompt_names(classes, cfg.prompts.dataset, cfg.prompts.names))
 
 
 def tiny_settings(run: RunDir, cfg: RunConfig) -> dict:

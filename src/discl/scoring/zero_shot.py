@@ -16,7 +16,7 @@ from ..config import RunConfig
 from ..rundir import RunDir
 from .embeddings import EmbeddingStore
 from .loading import read_image_chunks
-from .run_scorer import captions_for, ensure_scorer, scorer_image_size, scorer_key, scorer_settings
+from .run_scorer import ensure_scorer, filter_captions, scorer_image_size, scorer_key, scorer_settings
 
 #: Softmax temperature of p_true: OpenAI CLIP's logit scale (open_clip clamps learnt scales to it).
 LOGIT_SCALE = 100.0
@@ -33,7 +33,7 @@ def clip_predictions(run: RunDir, cfg: RunConfig, rows: pd.DataFrame, classes: p
     """(predicted label, p(true class)) of the zero-shot CLIP for each of ``rows``."""
     order = classes.sort_values("label")
     labels = order["label"].astype(int).to_numpy()
-    captions = captions_for(order, cfg.score.caption_template)
+    captions = filter_captions(order, cfg)
     texts = [captions[int(y)] for y in labels]
     ids = rows["sample_id"].astype(str).tolist()
     # The score stage's store: a new scorer's vectors stay beside the old ones until `discl score` completes them.

@@ -46,7 +46,7 @@ def _train_classifier(run: RunDir, cfg: RunConfig, train_rows: pd.DataFrame, fol
     if model_cache.is_current(folder, settings):
         model, _, transforms = load_classifier(folder)
         return ClassifierTask(model, transforms)
-    model = create_classifier(base.model, len(classes), base.seed)
+    model = create_classifier(base.model, len(classes), base.seed, base.pretrained)
     transforms = classifier_transforms(model, base.augment, cfg.data.image_size)
     # A class can be absent from an out-of-fold training split (a tail class's only image is the one
     # being judged); count it as one image, so its prior is "rarest" rather than undefined.

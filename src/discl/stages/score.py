@@ -20,7 +20,7 @@ from ..rundir import RunDir
 from ..scoring.embeddings import EmbeddingStore
 from ..scoring.filters import filters_from_config, run_filters
 from ..scoring.loading import read_image_chunks
-from ..scoring.run_scorer import TEXT_SOURCES, captions_for, ensure_scorer, scorer_image_size, scorer_key, scorer_settings
+from ..scoring.run_scorer import TEXT_SOURCES, ensure_scorer, filter_captions, scorer_image_size, scorer_key, scorer_settings
 from ..scoring.summary import score_summary
 from ..tables import read_table, write_table
 
@@ -45,7 +45,7 @@ def check_inputs(run: RunDir, synthetic: pd.DataFrame, hard: pd.DataFrame, class
 def texts_for(synthetic: pd.DataFrame, classes: pd.DataFrame, cfg: RunConfig) -> list[str]:
     if cfg.score.text_source == "prompt":
         return synthetic["prompt"].astype(str).tolist()
-    captions = captions_for(classes, cfg.score.caption_template)
+    captions = filter_captions(classes, cfg)
     return [captions[int(k)] for k in synthetic["label"]]
 
 

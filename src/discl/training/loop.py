@@ -67,6 +67,9 @@ class TrainData:
     variants_per_row: int = 1
     # Rows whose accuracy picks the epoch whose weights are kept (None: the final epoch's).
     select: np.ndarray | None = None
+    # Entries (rows x variants) per epoch: None = one pass over the stage's rows; else a fixed number,
+    # drawn from successive passes over the stage's rows, each reshuffled (train.epoch_length = "real").
+    epoch_entries: int | None = None
 
 
 class _Run:
@@ -193,19 +196,36 @@ class Trainer:
         self.echo(f"warning: {self.method}: {message}; skipped")
 
     # -- one epoch
-    def _keys(self, stage: Stage, rows: StageRows) -> Keys:
+    def _pass(self, stage: Stage, rows: StageRows, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Positions and variants of one pass over the stage's rows (pass 0 is a plain epoch's order)."""
         in_curriculum = stage.level is not None or bool(stage.levels) or bool(stage.class_levels)
         order = epoch_order(len(rows.positions), self.seed, self.state.epoch, rows.tail, self.sampling, rows.n_real,
-                            in_curriculum)
+                            in_curriculum, pass_index=index)
         positions = rows.positions[order]
-        where = np.arange(len(order), dtype=np.int64)
-        variants = where
+        variants = np.arange(len(order), dtype=np.int64)
         if self.data.variants_per_row > 1:
             # One entry per (row, variant), shuffled together: the reference lists each image once per template.
             k = self.data.variants_per_row
-            mix = np.random.default_rng(stable_seed("variants", self.seed, self.state.epoch)).permutation(len(order) * k)
+            tag = ("variants", self.seed, self.state.epoch) + ((index,) if index else ())
+            mix = np.random.default_rng(stable_seed(*tag)).permutation(len(order) * k)
             positions, variants = np.repeat(positions, k)[mix], np.tile(np.arange(k), len(order))[mix]
-            where = np.arange(len(positions), dtype=np.int64)
+        return positions, variants
+
+    def _keys(self, stage: Stage, rows: StageRows) -> Keys:
+        positions, variants = self._pass(stage, rows, 0)
+        if self.data.epoch_entries is not None:
+            # A fixed-length epoch: further passes, each reshuffled, until it holds epoch_entries entries.
+            parts, n, index = [(positions, variants)], len(positions), 0
+            while n < self.data.epoch_entries and n:
+                index += 1
+                parts.append(self._pass(stage, rows, index))
+                n += len(parts[-1][0])
+            positions = np.concatenate([p for p, _ in parts])[: self.data.epoch_entries]
+            variants = np.concatenate([v for _, v in parts])[: self.data.epoch_entries]
+        where = np.arange(len(positions), dtype=np.int64)
+        if hasattr(self.task, "set_epoch_counts"):
+            self.task.set_epoch_counts(torch.from_numpy(np.bincount(self.data.rows.labels[positions],
+                                                                    minlength=self.data.num_classes)))
         strengths = None
         if stage.augment:
             by_class = np.zeros(self.data.num_classes, dtype=np.int64)

@@ -53,10 +53,17 @@ def validation_sources(synthetic: pd.DataFrame, levels: list[int], n_sources: in
     return sorted(full, key=lambda src: stable_seed("curriculum-validation", seed, src))[:n_sources]
 
 
-def validation_rows(synthetic: pd.DataFrame, train_rows: pd.DataFrame, levels: list[int], sources: list[str]) -> pd.DataFrame:
-    """One row per (source, level): the kept synthetic image of the lowest grid seed; the real source at 100.
-    Columns: path, label, image_guidance, source_id."""
+def validation_rows(synthetic: pd.DataFrame, train_rows: pd.DataFrame, levels: list[int], sources: list[str],
+                    pick: str = "lowest-seed", seed: int = 0) -> pd.DataFrame:
+    """One row per (source, level): the kept synthetic image of the lowest grid seed, or (``pick`` =
+    "random") one drawn by a stable hash of (seed, image), as the reference draws one at random; the real
+    source at 100. Columns: path, label, image_guidance, source_id."""
+    if pick not in ("lowest-seed", "random"):
+        raise ValueError(f"unknown curriculum-validation pick {pick!r}; known: ['lowest-seed', 'random']")
     rows = synthetic[synthetic["source_id"].isin(sources) & synthetic["image_guidance"].isin(levels)]
+    if pick == "random":
+        rows = rows.assign(seed=[stable_seed("validation-image", seed, str(s), int(lv), int(g))
+                                 for s, lv, g in zip(rows["source_id"], rows["image_guidance"], rows["seed"])])
     rows = rows.sort_values(["source_id", "image_guidance", "seed"]).drop_duplicates(["source_id", "image_guidance"])
     frame = rows[["path", "label", "image_guidance", "source_id"]]
     if 100 in levels:
@@ -77,8 +84,8 @@ class TrainInputs:
     train_rows: pd.DataFrame
     val_rows: pd.DataFrame
     synthetic: pd.DataFrame | None
-    test_rows: pd.DataFrame | None = None  # only for train.select = "best-test"
-    hard_ids: set[str] | None = None  # only for train.curriculum.stage_real = "non-hard"
+    test_rows: pd.DataFrame | None = None  # the rows train.select = "best-test" / "best-id-val" chooses on
+    hard_ids: set[str] | None = None  # only for train.curriculum.stage_real = "non-hard" / "unreplaced"
 
     @property
     def class_counts(self) -> torch.Tensor:
@@ -102,14 +109,28 @@ def load_inputs(run: RunDir, cfg: RunConfig, methods: list[str], echo=print) -> 
             echo(f"warning: no kept synthetic image at levels {missing}; those stages train on real data only")
     if cfg.train.select == "best-val" and val_rows.empty:
         raise ValueError("train.select = best-val needs a validation split, and this dataset has none")
-    test_rows = dataset[dataset["split"] == "test"].reset_index(drop=True) if cfg.train.select == "best-test" else None
+    select_split = {"best-test": "test", "best-id-val": "id_val"}.get(cfg.train.select)
+    test_rows = dataset[dataset["split"] == select_split].reset_index(drop=True) if select_split else None
     if test_rows is not None and test_rows.empty:
-        raise ValueError("train.select = best-test needs a test split, and this dataset has none")
+        raise ValueError(f"train.select = {cfg.train.select} needs the {select_split} split, and this dataset has none")
     hard_ids = None
-    if cfg.train.curriculum.stage_real == "non-hard" and synthetic is not None:
+    if cfg.train.curriculum.stage_real == "unreplaced" and synthetic is not None:
+        # The reference's iWildCam code: a hard sample whose every synthetic image was filtered out keeps its real image.
+        hard_ids = set(synthetic["source_id"])
+    elif cfg.train.curriculum.stage_real == "non-hard" and synthetic is not None:
         hard = read_table(run.hard, "hard") if run.hard.exists() else None
         hard_ids = set(hard["sample_id"]) if hard is not None else set(synthetic["source_id"])
     return TrainInputs(classes, train_rows, val_rows, synthetic, test_rows, hard_ids)
+
+
+def epoch_entries(epoch_length: str, real_entries: int, batch_size: int) -> int | None:
+    """Entries per epoch: None (one pass over each stage's rows) or, for "real", int(real entries / batch size)
+    full batches, as the reference's iWildCam trainer counts them (at least one batch)."""
+    if epoch_length == "pass":
+        return None
+    if epoch_length == "real":
+        return max(1, real_entries // batch_size) * batch_size
+    raise ValueError(f"unknown train.epoch_length {epoch_length!r}; known: ['pass', 'real']")
 
 
 def tail_sampling(cfg: RunConfig, method: str) -> TailSampling | None:
@@ -151,7 +172,8 @@ def build_method_data(run: RunDir, cfg: RunConfig, method: str, inputs: TrainInp
             raise ValueError(f"{method} needs synthetic images: run generate and score first")
         candidates = sorted({lv for lv in t.levels if lv >= t.curriculum.min_level})
         exclude = validation_sources(inputs.synthetic, candidates, t.curriculum.val_sources, t.classifier.seed)
-        extra = validation_rows(inputs.synthetic, inputs.train_rows, candidates, exclude)
+        extra = validation_rows(inputs.synthetic, inputs.train_rows, candidates, exclude, t.curriculum.val_image,
+                                t.classifier.seed)
     held = set(exclude)
     real = inputs.train_rows[~inputs.train_rows["sample_id"].isin(held)]
     synthetic = inputs.synthetic if uses_synthetic(method) else None
@@ -160,7 +182,8 @@ def build_method_data(run: RunDir, cfg: RunConfig, method: str, inputs: TrainInp
     hard_real = None
     if inputs.hard_ids is not None and synthetic is not None:
         hard_real = real["sample_id"].isin(inputs.hard_ids).to_numpy()
-    pool = RowPool(run, real, synthetic, inputs.val_rows, inputs.few_labels, extra, inputs.test_rows, hard_real)
+    pool = RowPool(run, real, synthetic, inputs.val_rows, inputs.few_labels, extra, inputs.test_rows, hard_real,
+                   t.curriculum.synthetic_tail, t.classifier.seed)
     if extra is not None:
         validation = CurriculumValidation(pool.extra, extra["label"].to_numpy(), extra["image_guidance"].to_numpy(),
                                           list(extra["source_id"]))
@@ -181,8 +204,9 @@ def train_method(run: RunDir, cfg: RunConfig, method: str, inputs: TrainInputs, 
     sampling = tail_sampling(cfg, method)
     settings = method_settings(cfg, method, inputs.train_rows) | {"held_out": exclude}
     variants = len(t.flyp.templates) if t.task == "flyp" and t.flyp.rows_per_template else 1
-    select = {"final": None, "best-val": pool.val, "best-test": pool.test}[t.select]
-    data = TrainData(pool.rows, pool, pool.val, len(inputs.classes), variants_per_row=variants, select=select)
+    select = {"final": None, "best-val": pool.val, "best-test": pool.test, "best-id-val": pool.test}[t.select]
+    data = TrainData(pool.rows, pool, pool.val, len(inputs.classes), variants_per_row=variants, select=select,
+                     epoch_entries=epoch_entries(t.epoch_length, pool.n_real * variants, t.classifier.batch_size))
     log = train_with_curriculum(task, t.classifier, t, curriculum, data, method, progress, sampling=sampling,
                                 out_dir=out_dir, settings=settings, resume=t.resume, stop_after=stop_after, echo=echo)
     if len(log) < t.classifier.epochs or not ddp.is_main():

@@ -88,9 +88,11 @@ class TailSampling:
 
 
 def epoch_order(n_rows: int, seed: int, epoch: int, tail: np.ndarray | None = None,
-                sampling: TailSampling | None = None, n_real: int | None = None, in_curriculum: bool = False) -> np.ndarray:
-    """Positions (into a stage's rows, the first ``n_real`` of them real) in the order epoch ``epoch`` visits them."""
-    rng = np.random.default_rng(stable_seed("epoch-order", seed, epoch))
+                sampling: TailSampling | None = None, n_real: int | None = None, in_curriculum: bool = False,
+                pass_index: int = 0) -> np.ndarray:
+    """Positions (into a stage's rows, the first ``n_real`` of them real) in the order epoch ``epoch`` visits
+    them; ``pass_index`` > 0: a further pass of a fixed-length epoch, reshuffled (and resampled)."""
+    rng = np.random.default_rng(stable_seed("epoch-order", seed, epoch, *((pass_index,) if pass_index else ())))
     if sampling is not None and tail is not None:
         real = None if n_real is None else np.arange(n_rows) < n_real
         return sampling.order(tail, rng, real, in_curriculum)

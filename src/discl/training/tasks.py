@@ -18,14 +18,16 @@ import torch
 from .losses import LOSSES, log_prior, training_loss
 from .transforms import Transforms
 
+BS_PRIORS = ("real", "stage", "epoch")
+
 
 class ClassifierTask:
     loss_is_global = False
 
     def __init__(self, model: torch.nn.Module, transforms: Transforms, loss: str = "ce",
                  class_counts: torch.Tensor | None = None, bs_prior: str = "real"):
-        if bs_prior not in ("real", "stage"):
-            raise ValueError(f"unknown Balanced Softmax prior {bs_prior!r}; known: ['real', 'stage']")
+        if bs_prior not in BS_PRIORS:
+            raise ValueError(f"unknown Balanced Softmax prior {bs_prior!r}; known: {list(BS_PRIORS)}")
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; known: {list(LOSSES)}")
         if loss == "bs" and class_counts is None:  # was a TypeError inside log_prior
@@ -50,6 +52,12 @@ class ClassifierTask:
         (real + synthetic) instead of the real training split's."""
         if self.loss_name == "bs" and self.bs_prior == "stage":
             self.prior_log = log_prior(counts).to(self.device)
+
+    def set_epoch_counts(self, counts: torch.Tensor) -> None:
+        """With bs_prior="epoch", the prior is the class distribution of the rows this epoch trains on
+        (after tail sampling); a class absent from the epoch counts as one row."""
+        if self.loss_name == "bs" and self.bs_prior == "epoch":
+            self.prior_log = log_prior(torch.as_tensor(counts).clamp(min=1)).to(self.device)
 
     def loss(self, images: torch.Tensor, labels: torch.Tensor, variants: torch.Tensor | None = None):
         logits = self.net(images)
