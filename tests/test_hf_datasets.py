@@ -65,17 +65,17 @@ def test_a_saved_dataset_becomes_the_run_tables(saved, tmp_path):
     assert skipped["path"].tolist() == [f"{root}:train/5"]
     assert skipped["reason"].iloc[0].startswith("cannot decode image")
     assert len(dataset) == 22 + 7 and dataset["sample_id"].is_unique
-    from_train = dataset[dataset["sample_id"].str.startswith("train/")]
+    from_train = dataset[dataset["sample_id"].str.contains("/train/")]
     assert set(from_train["split"]) == {"train", "val"}  # no validation split: carved from train
-    assert (dataset.loc[dataset["sample_id"].str.startswith("test/"), "split"] == "test").all()
-    index = from_train["sample_id"].str.removeprefix("train/").astype(int)
+    assert (dataset.loc[dataset["sample_id"].str.contains("/test/"), "split"] == "test").all()
+    index = from_train["sample_id"].str.split("/").str[-1].astype(int)
     assert (from_train["label"].to_numpy() == np.array(train_labels)[index]).all()
     assert (dataset["class_name"] == dataset["label"].map(dict(enumerate(NAMES)))).all()
     # Files inside the run, the dataset's own bytes (JPEG stays JPEG), decodable.
-    row = from_train[from_train["sample_id"] == "train/4"].iloc[0]
+    row = from_train[from_train["sample_id"].str.endswith("/train/4")].iloc[0]
     assert not os.path.isabs(row["path"]) and row["path"].endswith("/train/04.jpg")  # zero-padded: files sort in row order
     assert run.resolve(row["path"]).read_bytes() == _jpeg_bytes(4)
-    png = dataset[dataset["sample_id"] == "test/3"].iloc[0]
+    png = dataset[dataset["sample_id"].str.endswith("/test/3")].iloc[0]
     assert np.asarray(Image.open(run.resolve(png["path"]))).mean() == 103
     assert all(check_image(run.resolve(p)) is None for p in dataset["path"])
 
@@ -96,7 +96,7 @@ def test_a_second_prepare_resumes_and_is_the_same(saved, tmp_path):
 def test_a_prepare_of_another_dataset_removes_the_old_images_once_done(saved, tmp_path):
     root, _ = saved
     run = RunDir(tmp_path / "run")
-    prepare_dataset(run, _cfg(tmp_path, root))
+    first, _, _ = prepare_dataset(run, _cfg(tmp_path, root))
     old = list((run.images / "hf").iterdir())
     other = tmp_path / "other"
     _split([0, 1, 2, 2], 50).save_to_disk(str(other))
@@ -104,6 +104,9 @@ def test_a_prepare_of_another_dataset_removes_the_old_images_once_done(saved, tm
     new = list((run.images / "hf").iterdir())
     assert len(old) == len(new) == 1 and old != new
     assert all(run.resolve(p).is_file() for p in dataset["path"])
+    # Rows of the same split and number in two datasets have different ids (models cached by ids are not mixed up).
+    assert {s.split("/", 1)[1] for s in dataset["sample_id"]} <= {s.split("/", 1)[1] for s in first["sample_id"]}
+    assert not set(dataset["sample_id"]) & set(first["sample_id"])
 
 
 def test_an_image_folder_read_by_datasets_is_used_in_place(tmp_path):

@@ -200,17 +200,17 @@ def _check_row(item: tuple[str, int, dict | None, int, int], cache: ImageCache, 
 
 def read_split(source_split: Any, name: str, cfg, cache: ImageCache, local_root: Path | None, names: list[str],
                rows: list, skipped: list, workers: int) -> None:
-    """Add the usable rows of one of the dataset's splits to ``rows`` (sample_id, label, hf split, path)."""
+    """Add the usable rows of one of the dataset's splits to ``rows`` (<split>/<row>, label, hf split, path)."""
     width = max(len(str(len(source_split) - 1)), 1)
     with ThreadPoolExecutor(workers) as pool:  # decoding (PIL releases the GIL) and writing, in row order
         for start, images, labels in _batches(source_split, cfg.image_column, cfg.label_column):
             items = [(name, start + i, image, label, width) for i, (image, label) in enumerate(zip(images, labels))]
             for (_, index, _, label, _), (path, reason) in zip(items, pool.map(lambda it: _check_row(it, cache, local_root, names), items)):
-                sample_id = f"{name}/{index}"
+                row = f"{name}/{index}"
                 if path is None:
-                    skipped.append((f"{cfg.root}:{sample_id}", reason))
+                    skipped.append((f"{cfg.root}:{row}", reason))
                 else:
-                    rows.append((sample_id, int(label), name, path))
+                    rows.append((row, int(label), name, path))
 
 
 def scan_hf_dataset(cfg, run) -> Adapted:
@@ -233,11 +233,11 @@ def scan_hf_dataset(cfg, run) -> Adapted:
             rows[before:] = [(s, y, ours, p) for s, y, _, p in rows[before:]]
     if not rows:
         raise DatasetError(f"{cfg.root}: no usable image in splits {[s for s in splits.values() if s]}")
-    frame = pd.DataFrame(rows, columns=["sample_id", "label", "split", "path"])
+    frame = pd.DataFrame(rows, columns=["row", "label", "split", "path"])
     missing = [s for s in ("val", "test") if splits[s] is None]
     if missing:  # carved out of the training split, as image-folder does
         train = frame["split"] == "train"
-        frame.loc[train, "split"] = hash_splits(frame.loc[train, "sample_id"], frame.loc[train, "label"],
+        frame.loc[train, "split"] = hash_splits(frame.loc[train, "row"], frame.loc[train, "label"],
                                                 cfg.val_fraction if "val" in missing else 0.0,
                                                 cfg.test_fraction if "test" in missing else 0.0, cfg.split_seed)
     # Labels are the ClassLabel's ids; classes with no usable image leave, and the others close up in order.
@@ -247,6 +247,9 @@ def scan_hf_dataset(cfg, run) -> Adapted:
     frame["class_name"] = [names[y] for y in frame["label"]]
     frame["label"] = frame["label"].map({y: i for i, y in enumerate(present)}).astype("int32")
     frame["path"] = [run.relative(Path(p)) for p in frame["path"]]  # relative inside the run directory
+    # The ids name the dataset's content too: the models a run caches are fingerprinted by their rows' ids, and
+    # another dataset of the same split sizes must not pass for this one. (The split hash above uses the row alone.)
+    frame["sample_id"] = digest[:8] + "/" + frame["row"]
     obsolete = [p for p in sorted(home.iterdir()) if p.is_dir() and p.name != digest] if home.is_dir() else []
     return Adapted(frame[["sample_id", "split", "label", "class_name", "path"]], pd.DataFrame(skipped, columns=["path", "reason"]),
                    obsolete=obsolete)
