@@ -14,9 +14,10 @@ from dataclasses import asdict
 import pandas as pd
 from PIL import Image
 
-from ..atomic import atomic_path, temp_path
+from ..atomic import temp_path
 from ..config import RunConfig
 from ..generation.factory import generator_name
+from ..generation.metadata import matching_scores, write_synthetic_metadata
 from ..generation.plan import plan_spectrum
 from ..generation.run_generator import ensure_generator, generator_settings, make_refiner, prompt_bank
 from ..generation.runner import run_plan
@@ -71,13 +72,6 @@ def source_size(cfg: RunConfig) -> tuple[int, int] | None:
     if g.source_size == "native":
         return None
     return cfg.data.image_size, cfg.data.image_size
-
-
-def write_imagefolder_metadata(run: RunDir, table: pd.DataFrame) -> None:
-    """synthetic/metadata.jsonl, so `datasets.load_dataset("imagefolder", data_dir=...)` reads the folder as it is."""
-    meta = table.drop(columns=["path"]).assign(file_name=table["path"].str.removeprefix("synthetic/"))
-    with atomic_path(run.synthetic_metadata) as tmp:
-        meta[["file_name", *table.columns.drop("path")]].to_json(tmp, orient="records", lines=True, force_ascii=False)
 
 
 def describe_work(cfg: RunConfig, hard: pd.DataFrame, plan: pd.DataFrame, mine: pd.DataFrame, todo: pd.DataFrame, shard: tuple[int, int],
@@ -181,7 +175,7 @@ def run_generate(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True,
         return done
     table = plan[["synthetic_id"]].merge(done, on="synthetic_id", how="left")
     write_table(table, run.synthetic, "synthetic")
-    write_imagefolder_metadata(run, table)
+    write_synthetic_metadata(run, table, matching_scores(run, table))
     table = read_table(run.synthetic, "synthetic")
     echo(f"generate: {len(table)} synthetic images for {len(hard)} hard samples ({len(todo)} new, {len(mine) - len(todo)} already there)")
     if run.scores.exists() and not scores_match(run, table):
