@@ -143,6 +143,7 @@ def bad_sets(tmp_path_factory):
     ("species", ["data.image_column=picture"], "data.image_column 'picture' is not a column of {root}"),
     ("species", ["data.label_column=species", "data.hf_test_split=testing"],
      "data.hf_test_split 'testing' is not a split of {root} (its splits: ['train'])"),
+    ("species", ["data.hf_revision=v2"], "data.hf_revision applies to hub ids and dataset folders; {root} was written by save_to_disk"),
 ])
 def test_bad_datasets_fail_with_one_line_before_any_work(bad_sets, tmp_path, dataset_dir, extra, message):
     root = bad_sets / dataset_dir

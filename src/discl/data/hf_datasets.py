@@ -60,6 +60,11 @@ def load_source(cfg) -> Any:
     """The dataset data.root names, as a DatasetDict (a single saved Dataset is its ``train`` split)."""
     datasets = require_datasets()
     root = Path(str(cfg.root)).expanduser()
+    if is_saved_to_disk(root):
+        given = [f"data.{k}" for k in ("hf_config", "hf_revision") if getattr(cfg, k) is not None]
+        if given:
+            raise DatasetError(f"{' and '.join(given)} {'applies' if len(given) == 1 else 'apply'} to hub ids and dataset folders; {root} was written by save_to_disk "
+                               "and is read as it is")
     try:
         if is_saved_to_disk(root):
             loaded = datasets.load_from_disk(str(root))
