@@ -100,7 +100,7 @@ def test_a_plugin_that_cannot_be_imported_is_named(monkeypatch):
 def test_discl_own_names_in_a_stable_order():
     assert curricula.names() == ["real-only", "all-synthetic", "non-adaptive", "reverse", "fixed", "random", "adaptive",
                                  "adaptive-warmup", "adaptive-per-class", "cuda"]
-    assert datasets.names() == ["digits-lt", "image-folder", "imagenet-lt", "iwildcam", "csv"]
+    assert datasets.names() == ["digits-lt", "image-folder", "imagenet-lt", "iwildcam", "csv", "hf"]
     assert generators.names() == ["pixel-diffusion", "diffusers"]
     assert scorers.names() == ["tiny-clip", "transformers", "open_clip"]
     assert filters.names() == ["text-similarity", "image-similarity", "base-confidence", "class-cap"]

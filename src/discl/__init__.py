@@ -23,7 +23,7 @@ try:
 except metadata.PackageNotFoundError:  # run from a source tree that was never installed
     __version__ = "0+unknown"
 
-STAGES = ("prepare", "mine", "prompts", "generate", "score", "train", "evaluate", "compare", "report", "demo")
+STAGES = ("prepare", "mine", "prompts", "generate", "score", "train", "evaluate", "compare", "report", "demo", "export")
 
 # public name -> the module that defines it
 _WHERE = {"load_config": "discl.config", "RunConfig": "discl.config", "ConfigError": "discl.config",
@@ -31,11 +31,11 @@ _WHERE = {"load_config": "discl.config", "RunConfig": "discl.config", "ConfigErr
 
 __all__ = [
     "__version__", "load_config", "RunConfig", "ConfigError", "RunDir",
-    "prepare", "mine", "prompts", "generate", "score", "train", "evaluate", "compare", "report", "demo",
+    "prepare", "mine", "prompts", "generate", "score", "train", "evaluate", "compare", "report", "demo", "export",
 ]
 
 if TYPE_CHECKING:
-    from .api import compare, demo, evaluate, generate, mine, prepare, prompts, report, score, train
+    from .api import compare, demo, evaluate, export, generate, mine, prepare, prompts, report, score, train
     from .config import ConfigError, RunConfig, load_config
     from .rundir import RunDir
 

@@ -187,6 +187,21 @@ def report(run_dir: PathLike, *, out: PathLike | None = None, max_grids: int = 2
                             ReportOptions(max_grids=max_grids, method=method, baseline=baseline))
 
 
+def export(run_dir: PathLike, out: PathLike, *, format: Literal["imagefolder", "hf"] = "imagefolder", with_real: bool = False,
+           include_dropped: bool = False, push_to_hub: str | None = None, echo: Echo = print, progress: bool = True) -> Path:
+    """`discl export`: the synthetic images the filter kept (``include_dropped``: all, with ``kept``), and with
+    ``with_real`` the real training images, each with its class, level, seed, similarities and verdict.
+
+    ``format="imagefolder"`` writes ``out/train/<label>_<class>/...`` and ``out/train/metadata.jsonl`` (read by
+    ``datasets.load_dataset("imagefolder", data_dir=out)``); ``"hf"`` saves a ``datasets.DatasetDict`` with
+    ``save_to_disk``; ``push_to_hub`` also pushes that dataset to the named hub repository. Reads the run (no
+    settings); ``out`` must not exist or be empty. Returns ``out``."""
+    from .stages.export import run_export
+
+    with report_session(run_dir, command="discl.export() in Python", lock="export") as run:
+        return run_export(run, out, format, with_real, include_dropped, push_to_hub, echo, progress)
+
+
 def demo(run_dir: PathLike, config: RunConfig | None = None, *, recipe: str | None = None,
          config_file: PathLike | None = None, overrides: Iterable[str] = (), echo: Echo = print, progress: bool = True) -> dict:
     """`discl demo`: every stage, offline, on the built-in digits-lt data, into a fresh ``run_dir``

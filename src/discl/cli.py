@@ -159,6 +159,26 @@ def report(run_dir, out, max_grids, method, baseline):
     click.echo(f"report: {path}")
 
 
+@main.command("export")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["imagefolder", "hf"]), default="imagefolder", show_default=True,
+              help="imagefolder: OUT/train/<label>_<class>/ + metadata.jsonl (datasets.load_dataset(\"imagefolder\", "
+                   "data_dir=OUT)); hf: a datasets.DatasetDict saved with save_to_disk.")
+@click.option("--with-real", is_flag=True, help="Also export the real training images.")
+@click.option("--include-dropped", is_flag=True, help="Also export the synthetic images the filter dropped (kept=false).")
+@click.option("--push-to-hub", metavar="REPO", help="Also push the dataset to this hub repository with datasets' push_to_hub "
+                                                     "(the token is huggingface_hub's: HF_TOKEN or a saved login).")
+@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+def export(run_dir, out, fmt, with_real, include_dropped, push_to_hub, no_progress):
+    """Export the kept synthetic images (and --with-real the real training images) with their class, level, seed,
+    similarities and verdict, for another tool (docs/datasets.md)."""
+    from .stages.export import run_export
+
+    with report_session(run_dir, lock="export") as run:
+        run_export(run, out, fmt, with_real, include_dropped, push_to_hub, click.echo, not no_progress)
+
+
 @main.command("mine")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--hard-csv", type=click.Path(dir_okay=False, path_type=Path),

@@ -106,6 +106,19 @@ class DataConfig:
     csv_path_column: Name = "path"
     csv_label_column: Name = "label"
     csv_split_column: Name = "split"
+    # hf: root = a Hugging Face dataset: a hub id ("user/name"), a local dataset folder (what
+    # datasets.load_dataset reads, e.g. an image folder or Parquet files), or a folder written by
+    # save_to_disk. Its images are written once into the run directory (data/hf/); docs/datasets.md.
+    hf_config: Name | None = None  # the dataset's configuration (load_dataset's name); hub ids and local folders
+    hf_revision: Name | None = None  # a hub dataset's branch, tag or commit
+    image_column: Name = "image"  # the column of Image feature
+    label_column: Name = "label"  # the column of ClassLabel feature; its names are the class names
+    # The dataset's splits that become train / val / test; None (val, test): "validation" (or "valid",
+    # "val") and "test" when the dataset has them, else carved out of the training split as image-folder
+    # does (val_fraction, test_fraction, by a stable hash of each row).
+    hf_train_split: Name = "train"
+    hf_val_split: Name | None = None
+    hf_test_split: Name | None = None
     # Display names of the classes, for any dataset: a CSV (a name column and a label or class_id
     # column) or JSON ({label id or class id: name}, or a list of names by label id). imagenet-lt and
     # iwildcam already name their classes in English; the ids stay in classes.parquet's class_id.

@@ -192,7 +192,8 @@ curricula = Registry(
 #: data.name: turns a source of images into the run's dataset table.
 datasets = Registry(
     "dataset", "data.name",
-    ["discl.data.digits", "discl.data.image_folder", "discl.data.imagenet_lt", "discl.data.iwildcam", "discl.data.csv_table"],
+    ["discl.data.digits", "discl.data.image_folder", "discl.data.imagenet_lt", "discl.data.iwildcam", "discl.data.csv_table",
+     "discl.data.hf_datasets"],
     # root: what data.root must name (None: the adapter reads no data.root); lt_buckets: many/medium/few
     # by data.lt_many_above / lt_few_below (the ImageNet-LT convention), else by many_above / few_below.
     defaults={"root": None, "lt_buckets": False, "settings": ()},

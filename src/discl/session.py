@@ -85,12 +85,13 @@ def stage_session(run_dir: Path | str, lock: str, *, config: RunConfig | None = 
 
 
 @contextmanager
-def report_session(run_dir: Path | str, command: str | None = None) -> Iterator[RunDir]:
-    """The report reads the run and writes only its HTML: an existing run directory and the report lock."""
+def report_session(run_dir: Path | str, command: str | None = None, lock: str = "report") -> Iterator[RunDir]:
+    """The report (and the export, ``lock="export"``) reads the run and writes only outside its tables: an
+    existing run directory and the command's own lock."""
     run = RunDir(Path(run_dir))
     check_run_dir(run, creates=False)
     try:
-        with RunLock(run.root, "report", command):
+        with RunLock(run.root, lock, command):
             yield run
     except LockHeld as held:
-        raise LockHeld(busy_message(run, held, "report")) from None
+        raise LockHeld(busy_message(run, held, lock)) from None

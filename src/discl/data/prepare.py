@@ -3,6 +3,7 @@ class table (long-tail buckets) and the skipped files are written beside it."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,6 +40,8 @@ def prepare_dataset(run: RunDir, cfg: DataConfig) -> tuple[pd.DataFrame, pd.Data
     write_table(dataset, run.dataset, "dataset")
     write_table(classes, run.classes, "classes")
     write_table(skipped, run.skipped, "skipped")
+    for folder in adapted.obsolete:  # no table refers to them any more
+        shutil.rmtree(folder, ignore_errors=True)
     return dataset, classes, skipped
 
 

@@ -15,10 +15,11 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
-from ..atomic import atomic_path, temp_path
+from ..atomic import temp_path
 from ..config import RunConfig
 from ..generation.factory import generator_name
 from ..generation.families import family_of_folder
+from ..generation.metadata import matching_scores, write_synthetic_metadata
 from ..generation.plan import plan_spectrum
 from ..generation.run_generator import ensure_generator, generator_settings, make_refiner, prompt_bank
 from ..generation.runner import run_plan
@@ -102,13 +103,6 @@ def check_levels(generator, strengths, sources: SourceImages, todo: pd.DataFrame
     width, height = sources.size_of(str(todo["source_id"].iloc[0]))
     check(strengths, (height, width))
     return {str(level): generator.pipeline_strength(level, (height, width)) for level in strengths}
-
-
-def write_imagefolder_metadata(run: RunDir, table: pd.DataFrame) -> None:
-    """synthetic/metadata.jsonl, so `datasets.load_dataset("imagefolder", data_dir=...)` reads the folder as it is."""
-    meta = table.drop(columns=["path"]).assign(file_name=table["path"].str.removeprefix("synthetic/"))
-    with atomic_path(run.synthetic_metadata) as tmp:
-        meta[["file_name", *table.columns.drop("path")]].to_json(tmp, orient="records", lines=True, force_ascii=False)
 
 
 def describe_work(cfg: RunConfig, hard: pd.DataFrame, plan: pd.DataFrame, mine: pd.DataFrame, todo: pd.DataFrame, shard: tuple[int, int],
@@ -220,7 +214,7 @@ def run_generate(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True,
         return done
     table = plan[["synthetic_id"]].merge(done, on="synthetic_id", how="left")
     write_table(table, run.synthetic, "synthetic")
-    write_imagefolder_metadata(run, table)
+    write_synthetic_metadata(run, table, matching_scores(run, table))
     table = read_table(run.synthetic, "synthetic")
     echo(f"generate: {len(table)} synthetic images for {len(hard)} hard samples ({len(todo)} new, {len(mine) - len(todo)} already there)")
     if run.scores.exists() and not scores_match(run, table):

@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from ..config import RunConfig
 from ..data import load_dataset_tables
+from ..generation.metadata import write_synthetic_metadata
 from ..generation.settings import changes
 from ..generation.store import embedding_ids, synthetic_digest
 from ..mining import load_judge
@@ -156,6 +157,7 @@ def run_score(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True, re
     filtered = run_filters(scores, rules, cap)
     scores = filtered.scores
     write_table(scores, run.scores, "scores", meta={"synthetic": synthetic_digest(synthetic), "scorer": settings})
+    write_synthetic_metadata(run, synthetic, scores)  # the imagefolder metadata says which images were kept
     summary = score_summary(scores, filtered.dropped, dict(zip(classes["label"].astype(int), classes["class_name"])))
     # The same digest as the scores': the report tells a summary of other scores from theirs.
     write_table(summary, summary_path(run), "score_summary", meta={"synthetic": synthetic_digest(synthetic)})
