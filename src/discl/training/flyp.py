@@ -74,6 +74,9 @@ class FlypTask:
         logits = scale.detach() * image_features.detach().float() @ self._head.T  # head of the last evaluation
         return loss, logits
 
+    def set_stage_counts(self, counts: torch.Tensor) -> None:
+        """The contrastive loss has no class prior to adapt to a stage's data."""
+
     def before_eval(self) -> None:
         self._head = self.head()
         self.module.eval()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,10 +30,11 @@ from ..curricula import Curriculum, Stage
 from ..data.rows import ImageRows
 from ..seeding import stable_seed
 from . import ddp
+from .callbacks import Callback, CallbackList, RunInfo
 from .checkpoint import load_checkpoint, restore, save_checkpoint
 from .device import autocast, grad_scaler, resolve_device, rng_states, set_rng_states, to_device
 from .optim import create_optimizer, lr_at
-from .sampling import Keys, TailSampling, epoch_order, mix_seeds
+from .sampling import Keys, TailSampling, epoch_keys
 from .stream import ImageStream, Predictions
 
 # The files of a method's folder, named in rundir.py.
@@ -115,7 +116,7 @@ class Trainer:
 
     def __init__(self, task, optim: ClassifierConfig, runtime: TrainRuntime, curriculum: Curriculum, data: TrainData,
                  method: str, *, progress: bool = True, sampling: TailSampling | None = None, out_dir: Path | None = None,
-                 settings: dict | None = None, echo=None, device_key: str = "train.device"):
+                 settings: dict | None = None, echo=None, device_key: str = "train.device", callbacks: Sequence[Callback] = ()):
         if runtime.accumulate < 1:
             raise ValueError(f"accumulate must be >= 1, got {runtime.accumulate}")
         if runtime.eval_every < 1:
@@ -137,6 +138,7 @@ class Trainer:
         self.settings = json.loads(json.dumps(settings or {}, default=str))
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.checkpoint = self.out_dir / CHECKPOINT if self.out_dir is not None else None
+        self.callbacks = CallbackList(callbacks)
 
     # -- resume and save
     def resume(self) -> None:
@@ -164,6 +166,7 @@ class Trainer:
                          "scaler": self.scaler.state_dict()})
         _write_json_lines(self.state.log, self.out_dir / METRICS)
         write_curriculum_log(self.state.curriculum_log, self.out_dir / CURRICULUM_LOG)
+        self.callbacks.on_checkpoint(self.checkpoint, self.state.epoch, self.state.batch)
 
     # -- evaluation
     def evaluate(self, positions: np.ndarray, strengths: np.ndarray | None = None, draw_seed: int = 0) -> Predictions:
@@ -185,26 +188,8 @@ class Trainer:
 
     # -- one epoch
     def _keys(self, stage: Stage, rows: StageRows) -> Keys:
-        in_curriculum = stage.level is not None or bool(stage.levels) or bool(stage.class_levels)
-        order = epoch_order(len(rows.positions), self.seed, self.state.epoch, rows.tail, self.sampling, rows.n_real,
-                            in_curriculum)
-        positions = rows.positions[order]
-        where = np.arange(len(order), dtype=np.int64)
-        variants = where
-        if self.data.variants_per_row > 1:
-            # One entry per (row, variant), shuffled together: the reference lists each image once per template.
-            k = self.data.variants_per_row
-            mix = np.random.default_rng(stable_seed("variants", self.seed, self.state.epoch)).permutation(len(order) * k)
-            positions, variants = np.repeat(positions, k)[mix], np.tile(np.arange(k), len(order))[mix]
-            where = np.arange(len(positions), dtype=np.int64)
-        strengths = None
-        if stage.augment:
-            by_class = np.zeros(self.data.num_classes, dtype=np.int64)
-            for label, strength in stage.augment:
-                by_class[label] = strength
-            strengths = by_class[self.data.rows.labels[positions]]
-        draws = mix_seeds(stable_seed("draw", self.seed, self.state.epoch), where)
-        return Keys.make(positions, draws, strengths, variants=variants, train=True)
+        return epoch_keys(stage, rows, self.seed, self.state.epoch, self.sampling, self.data.variants_per_row,
+                          self.data.rows.labels, self.data.num_classes)
 
     def _step(self, batch, n_global: int, sums: torch.Tensor) -> None:
         x, y, _, decoded, variants, real = batch
@@ -293,8 +278,10 @@ class Trainer:
     # -- the run
     def run(self, stop_after: int | None = None, stop_after_steps: int | None = None) -> list[dict]:
         state = self.state
+        self.callbacks.on_train_start(RunInfo(self.method, self.optim.epochs, self.settings, state.epoch, self.out_dir))
         if self.curriculum.evaluates and not state.started:
             self._record(self.curriculum.observe(self.evaluate), -1, "start")
+            self.callbacks.on_stage_end(-1, None, self.state.curriculum_log)
         state.started = True
         total = self.optim.epochs
         bar = tqdm(total=total, initial=state.epoch, desc=f"train {self.method}", leave=False,
@@ -308,13 +295,13 @@ class Trainer:
                     state.done_in_stage = 0
                     if state.current is None:
                         break
+                    self.callbacks.on_stage_start(len(state.history), state.current, state.epoch)
                 stage = state.current
                 rows = self.data.stage_rows(stage)
                 if len(rows.positions) == 0:
                     raise ValueError(f"{self.method}: stage {len(state.history)} ({stage.describe()}) has no training image")
-                if hasattr(self.task, "set_stage_counts"):
-                    counts = np.bincount(self.data.rows.labels[rows.positions], minlength=self.data.num_classes)
-                    self.task.set_stage_counts(torch.from_numpy(counts))
+                counts = np.bincount(self.data.rows.labels[rows.positions], minlength=self.data.num_classes)
+                self.task.set_stage_counts(torch.from_numpy(counts))
                 if not self._epoch(stage, rows, stop_after_steps):
                     break
                 self._end_of_epoch(stage, rows)
@@ -326,9 +313,11 @@ class Trainer:
                     break
             if state.epoch >= total:
                 self._keep_selected()
+                self.callbacks.on_train_end(state.log)
         finally:
             bar.close()
             self.stream.close()
+            self.callbacks.close()
         return state.log
 
     def _end_of_epoch(self, stage: Stage, rows: StageRows) -> None:
@@ -348,11 +337,16 @@ class Trainer:
             self._select(self.data.select)
         state.epoch += 1
         state.done_in_stage += 1
-        if state.done_in_stage >= stage.epochs or state.epoch >= self.optim.epochs:
+        ended = state.done_in_stage >= stage.epochs or state.epoch >= self.optim.epochs
+        records: list[dict] = []
+        if ended:
             t0 = time.perf_counter()
             records = self.curriculum.observe(self.evaluate)  # CurriculumBase: one NOT_OBSERVED row
             state.log[-1]["eval_seconds"] = time.perf_counter() - t0
             self._record(records, len(state.history), stage.describe())
+        self.callbacks.on_epoch_end(state.log[-1])
+        if ended:
+            self.callbacks.on_stage_end(len(state.history), stage, state.curriculum_log[len(state.curriculum_log) - len(records):])
             state.history.append(stage)
             state.current = None
 
@@ -394,7 +388,7 @@ def train_with_curriculum(task, optim: ClassifierConfig, runtime: TrainRuntime, 
                           method: str, progress: bool = True, *, sampling: TailSampling | None = None,
                           out_dir: Path | None = None, settings: dict | None = None, resume: bool = True,
                           stop_after: int | None = None, stop_after_steps: int | None = None, echo=None,
-                          device_key: str = "train.device") -> list[dict]:
+                          device_key: str = "train.device", callbacks: Sequence[Callback] = ()) -> list[dict]:
     """Train ``task`` (training/tasks.py) in place for ``optim.epochs`` epochs; return one log row per epoch.
 
     With ``out_dir``: checkpoint.safetensors and metrics.jsonl are written after every epoch (and every
@@ -402,9 +396,9 @@ def train_with_curriculum(task, optim: ClassifierConfig, runtime: TrainRuntime, 
     ``settings`` match is resumed from. ``stop_after`` ends this call after that many epochs and
     ``stop_after_steps`` after that many steps (the checkpoint lets a later call go on). ``echo`` (optional)
     is told when a checkpoint is resumed from or set aside, and about unreadable images. ``device_key`` names
-    the device setting in errors."""
+    the device setting in errors. ``callbacks`` (training/callbacks.py) are told of the run's events."""
     trainer = Trainer(task, optim, runtime, curriculum, data, method, progress=progress, sampling=sampling,
-                      out_dir=out_dir, settings=settings, echo=echo, device_key=device_key)
+                      out_dir=out_dir, settings=settings, echo=echo, device_key=device_key, callbacks=callbacks)
     if resume:
         trainer.resume()
     return trainer.run(stop_after, stop_after_steps)
