@@ -8,6 +8,13 @@ From Python, each stage is a function doing what its `discl` command does, setti
     discl.prepare("runs/a", overrides=["data.image_size=32"])
     discl.mine("runs/a")  # runs with the settings prepare saved
 
+A method's curriculum in your own PyTorch training loop (docs/training-loops.md)::
+
+    data = discl.CurriculumData("runs/a", "non-adaptive")
+    for epoch in data.epochs(predict):   # the stage's real and synthetic images, as `discl train` sees them
+        for images, labels in epoch.loader(64):
+            ...
+
 Names are imported on first use, so ``import discl`` loads neither torch nor the stages.
 """
 
@@ -27,17 +34,20 @@ STAGES = ("prepare", "mine", "prompts", "generate", "score", "train", "evaluate"
 
 # public name -> the module that defines it
 _WHERE = {"load_config": "discl.config", "RunConfig": "discl.config", "ConfigError": "discl.config",
-          "RunDir": "discl.rundir", **{name: "discl.api" for name in STAGES}}
+          "RunDir": "discl.rundir", "CurriculumData": "discl.curriculum_data", "Callback": "discl.training.callbacks",
+          **{name: "discl.api" for name in STAGES}}
 
 __all__ = [
-    "__version__", "load_config", "RunConfig", "ConfigError", "RunDir",
+    "__version__", "load_config", "RunConfig", "ConfigError", "RunDir", "CurriculumData", "Callback",
     "prepare", "mine", "prompts", "generate", "score", "train", "evaluate", "compare", "report", "demo", "export",
 ]
 
 if TYPE_CHECKING:
     from .api import compare, demo, evaluate, export, generate, mine, prepare, prompts, report, score, train
     from .config import ConfigError, RunConfig, load_config
+    from .curriculum_data import CurriculumData
     from .rundir import RunDir
+    from .training.callbacks import Callback
 
 
 def __getattr__(name: str) -> Any:

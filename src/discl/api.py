@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from .llm import ChatClient
+    from .training.callbacks import Callback
 
 Echo = Callable[..., Any]
 PathLike = str | Path
@@ -132,16 +133,18 @@ def score(run_dir: PathLike, config: RunConfig | None = None, *, recipe: str | N
 
 
 def train(run_dir: PathLike, config: RunConfig | None = None, *, recipe: str | None = None,
-          config_file: PathLike | None = None, overrides: Iterable[str] = (), echo: Echo = print, progress: bool = True) -> pd.DataFrame:
+          config_file: PathLike | None = None, overrides: Iterable[str] = (), echo: Echo = print, progress: bool = True,
+          callbacks: Iterable[Callback] = ()) -> pd.DataFrame:
     """`discl train`: the task classifier for each method in ``train.methods`` (resumable; one rank
     under torchrun).
 
     Reads the real data and the kept synthetic data; writes ``train/<method>/`` and ``config.yaml``.
-    Returns the training log of every method."""
+    ``callbacks`` (``discl.Callback`` subclasses) are told of every method's epochs, stages, checkpoints
+    and end. Returns the training log of every method."""
     from .stages.train import run_train_from_env
 
     with stage_session(run_dir, "train", **_settings("train", config, recipe, config_file, overrides)) as (run, cfg):
-        return run_train_from_env(run, cfg, echo, progress)
+        return run_train_from_env(run, cfg, echo, progress, list(callbacks))
 
 
 def evaluate(run_dir: PathLike, config: RunConfig | None = None, *, recipe: str | None = None,

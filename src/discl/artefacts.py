@@ -34,7 +34,13 @@ from .atomic import fsync_replace, temp_path
 
 META = "discl_model.json"
 FORMAT_VERSION = 1
-KINDS = ("classifier", "flyp", "tiny-clip", "pixel-diffusion")
+#: The kinds saved by discl's own stages besides the task models, with their loaders (module:function, imported
+#: only when a model of that kind is loaded). Task models' kinds and loaders are declared where each task type
+#: is registered (``discl.registry.tasks``: ``kind``, ``loader``), so a new task type adds its own.
+OWN_LOADERS = {
+    "tiny-clip": "discl.scoring.tiny_clip:load_tiny_clip",
+    "pixel-diffusion": "discl.generation.pixel_diffusion:PixelDiffusionGenerator.load",
+}
 
 #: Layouts of earlier versions: (file that marked the folder, kind, weights file or folder). Checked in this
 #: order: a FLYP model of the demo holds both flyp.json and the tiny CLIP's architecture file.
@@ -45,13 +51,22 @@ LEGACY = (
     ("discl-tiny-clip.json", "tiny-clip", "open_clip_model.safetensors"),
 )
 
-#: The loader of each kind (module:function), imported only when a model of that kind is loaded.
-LOADERS = {
-    "classifier": "discl.training.classifier:load_classifier",
-    "flyp": "discl.training.flyp:load_flyp_model",
-    "tiny-clip": "discl.scoring.tiny_clip:load_tiny_clip",
-    "pixel-diffusion": "discl.generation.pixel_diffusion:PixelDiffusionGenerator.load",
-}
+
+
+def loaders() -> dict[str, str]:
+    """The loader of every kind: the task types' (registry), then discl's other models'."""
+    from .registry import tasks
+
+    out: dict[str, str] = {}
+    for entry in tasks.entries():
+        if entry.info.get("kind") and entry.info.get("loader"):
+            out.setdefault(entry.info["kind"], entry.info["loader"])
+    return out | OWN_LOADERS
+
+
+def kinds() -> list[str]:
+    """Every kind of model a folder may hold."""
+    return list(loaders())
 
 
 class ModelFormatError(ValueError):
@@ -62,8 +77,8 @@ def save_pretrained(folder: Path, kind: str, tensors: Mapping[str, torch.Tensor]
                     weights: str = "model.safetensors", files: Mapping[str, bytes] | None = None) -> Path:
     """Save a model of ``kind`` into ``folder``: ``tensors`` in the safetensors file ``weights``, ``config`` in
     the metadata, and ``files`` (name -> bytes: e.g. an architecture file a library reads by name) beside them."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown model kind {kind!r}; known: {list(KINDS)}")
+    if kind not in loaders():
+        raise ValueError(f"unknown model kind {kind!r}; known: {kinds()}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
@@ -107,8 +122,8 @@ def read_meta(folder: Path) -> dict[str, Any]:
         if not isinstance(version, int) or version > FORMAT_VERSION:
             raise ModelFormatError(f"{path} has format_version {version!r}; this discl reads up to {FORMAT_VERSION}: "
                                    "upgrade discl, or train the model again")
-        if meta.get("kind") not in KINDS:
-            raise ModelFormatError(f"{path}: unknown model kind {meta.get('kind')!r}; known: {list(KINDS)}")
+        if meta.get("kind") not in loaders():
+            raise ModelFormatError(f"{path}: unknown model kind {meta.get('kind')!r}; known: {kinds()}")
         return meta
     for marker, kind, weights in LEGACY:
         if (folder / marker).exists():
@@ -141,13 +156,13 @@ def load_weights(folder: Path, meta: dict | None = None) -> dict[str, torch.Tens
 
 
 def load_pretrained(folder: Path, kind: str | None = None, **options):
-    """The model saved in ``folder``, built by its kind's loader (see :data:`LOADERS`): a timm classifier
+    """The model saved in ``folder``, built by its kind's loader (see :func:`loaders`): a timm classifier
     (with its config and transform), a FLYP task, a tiny CLIP scorer or a pixel-diffusion generator.
     ``kind``: the kind the caller expects (another one is an error)."""
     found = read_meta(folder)["kind"]
     if kind is not None and found != kind:
         raise ModelFormatError(f"{folder} holds a {found} model, not a {kind} model")
-    module, _, attr = LOADERS[found].partition(":")
+    module, _, attr = loaders()[found].partition(":")
     loader: Any = importlib.import_module(module)
     for part in attr.split("."):
         loader = getattr(loader, part)

@@ -140,7 +140,7 @@ def _eval(run, cfg, echo):
 
 _stage("prepare", "Build the dataset tables (dataset.parquet, classes.parquet, skipped.parquet).", False, creates=True,
        lists=("dataset",))(_prepare)
-_stage("train", "Train the task classifier for each method in train.methods (train/<method>/).", lists=("curriculum",))(_train)
+_stage("train", "Train the task classifier for each method in train.methods (train/<method>/).", lists=("curriculum", "task", "logger"))(_train)
 _stage("eval", "Top-1 accuracy overall / many / medium / few on the test split (metrics.parquet).", False)(_eval)
 
 
@@ -297,10 +297,11 @@ def recipes(name):
 
 
 @main.command("registry")
-@click.argument("kind", required=False, type=click.Choice(["curriculum", "dataset", "generator", "family", "scorer", "filter"]))
+@click.argument("kind", required=False, type=click.Choice(["curriculum", "dataset", "generator", "family", "scorer", "filter",
+                                                              "task", "logger"]))
 def registry(kind):
-    """List what the settings can name: curricula, dataset adapters, generator and scorer backends, filters
-    (discl's own and those of plugins: docs/extending.md), with what each needs and which settings it reads."""
+    """List what the settings can name: curricula, dataset adapters, generator and scorer backends, filters,
+    task models and training loggers (discl's own and those of plugins: docs/extending.md), with what each needs and which settings it reads."""
     from .registry import REGISTRIES
 
     for name, reg in REGISTRIES.items():

@@ -52,7 +52,7 @@ from .config_types import (
     Unique,
     Url,
 )
-from .registry import Entry, Registry, curricula, datasets, generators, scorers
+from .registry import Entry, Registry, curricula, datasets, generators, loggers, scorers, tasks
 from .rundir import RunDir
 
 _T = TypeVar("_T")
@@ -493,9 +493,13 @@ class TrainConfig(TrainRuntime):
     levels: Annotated[list[Level], NonEmpty, Unique] = field(default_factory=lambda: [10, 30, 50, 100])
     curriculum_epochs: Count = 32
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
-    task: Literal["classifier", "flyp"] = "classifier"  # "classifier" (timm) or "flyp" (open_clip)
+    # The task model, by registered name (docs/extending.md): "classifier" (timm) or "flyp" (open_clip).
+    task: Name = "classifier"
     flyp: FlypConfig = field(default_factory=FlypConfig)
     resume: Flag = True  # continue from train/<method>/checkpoint.safetensors when its settings match
+    # Where each epoch's metrics also go, on rank 0 only (each an optional extra, docs/training-loops.md): any of
+    # "tensorboard", "wandb" (WANDB_MODE=offline works offline), "mlflow". Changes no result.
+    loggers: Annotated[list[Name], Unique] = field(default_factory=list)
     # Which epoch's weights are saved: "final"; "best-val": the epoch most accurate on the validation
     # split; "best-test": on the test split (what the reference's ImageNet-LT script reports: it
     # chooses on test, so its figure is optimistic; offered only to reproduce it); "best-id-val": on the
@@ -509,6 +513,9 @@ class TrainConfig(TrainRuntime):
     @model_validator(mode="after")
     def _check(self):
         entries = [_registered(curricula, "methods", method) for method in self.methods]
+        _registered(tasks, "task", self.task)
+        for name in self.loggers:
+            _registered(loggers, "loggers", name)
         _check_accumulate(self.accumulate, self.classifier.batch_size, "classifier.batch_size")
         if any(e and e.synthetic for e in entries) and self.curriculum_epochs > self.classifier.epochs:
             raise Invalid("curriculum_epochs", self.curriculum_epochs, f"must not exceed classifier.epochs ({self.classifier.epochs})")

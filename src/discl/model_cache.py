@@ -23,7 +23,7 @@ from .swap import recover, replace_folder, staging_dir  # noqa: F401 - recover a
 # Settings that change how fast a model trains or what is printed, never its weights: a checkpoint
 # written under other values of these is resumed from, and a saved model stays valid.
 RESULT_NEUTRAL = ("methods", "resume", "device", "num_workers", "eval_batch_size", "eval_every",
-                  "checkpoint_every_steps", "max_skipped_fraction", "compile")
+                  "checkpoint_every_steps", "max_skipped_fraction", "compile", "loggers")
 
 
 def settings_path(folder: Path) -> Path:

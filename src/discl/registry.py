@@ -1,5 +1,5 @@
 """Name registries for what a run can be built from: curricula, dataset adapters, generator and scorer
-backends, filters (as timm's ``@register_model``).
+backends, filters, task models and training loggers (as timm's ``@register_model``).
 
 Each implementation registers itself where it is defined::
 
@@ -238,5 +238,21 @@ filters = Registry(
     defaults={"survivors": False, "settings": ()},
 )
 
+#: train.task: the task model a method trains (a class following discl.training.task_registry.TaskType).
+tasks = Registry(
+    "task", "train.task", ["discl.training.task_registry"],
+    # kind: the kind its trained models are saved as (discl_model.json; `discl eval` loads every registered kind);
+    # loader: "module:function" that loads a saved model of that kind (artefacts.load_pretrained);
+    # settings: the train.* sections it reads.
+    defaults={"kind": None, "loader": None, "settings": ()},
+)
+
+#: train.loggers: where a training run's metrics also go (rank 0 only; discl.training.loggers).
+loggers = Registry(
+    "logger", "train.loggers", ["discl.training.loggers"],
+    # package: the module it imports (checked before any work); extra: `pip install discl[<extra>]` installs it.
+    defaults={"package": None, "extra": None},
+)
+
 REGISTRIES = {"curriculum": curricula, "dataset": datasets, "generator": generators, "family": families, "scorer": scorers,
-              "filter": filters}
+              "filter": filters, "task": tasks, "logger": loggers}

@@ -150,6 +150,11 @@ class RunDir:
         return self.compare_dir(task) / "table.md"
 
     @property
+    def logs(self) -> Path:
+        """Where train.loggers write: TensorBoard event files, W&B run folders, MLflow's local store."""
+        return self.root / "logs"
+
+    @property
     def metrics(self) -> Path:
         return self.root / "metrics.parquet"
 

@@ -21,8 +21,10 @@ from ..data.rows import ImageRows
 from ..metrics import BUCKETS, bucket_accuracy
 from ..rundir import RunDir
 from ..tables import write_table
+from ..training.loggers import check_installed
 from ..training.methods import load_inputs, train_method
 from ..training.stream import predict_rows
+from ..training.task_registry import task_type
 
 LOSS_NAMES = {"ce": "CE", "bs": "BS", "flyp": "FLYP"}
 
@@ -38,6 +40,7 @@ def _classifier_loss(name: str) -> Literal["ce", "bs"]:
 def run_compare(run: RunDir, cfg: RunConfig, methods: list[str], seeds: list[int], losses: list[str],
                 echo=print, progress: bool = True) -> pd.DataFrame:
     loss_names = [_classifier_loss(loss) for loss in losses]  # before any training
+    check_installed(cfg.train.loggers)
     dataset, classes = load_dataset_tables(run)
     test_rows = dataset[dataset["split"] == "test"]
     if test_rows.empty:
@@ -50,8 +53,8 @@ def run_compare(run: RunDir, cfg: RunConfig, methods: list[str], seeds: list[int
     for seed in seeds:  # seed outermost: an interrupted comparison still has every row for the first seeds
         for loss in loss_names:
             for method in methods:
-                c = copy.deepcopy(cfg)
-                c.train.classifier.loss, c.train.classifier.seed = loss, seed
+                c = _with_loss(cfg, loss)
+                c.train.classifier.seed = seed
                 log, task = train_method(run, c, method, inputs, run.compare_method_dir(cfg.train.task, loss, seed, method), echo, progress)
                 pred = predict_rows([task], test_images, cfg.eval)[0].pred
                 val_acc = 100 * log[-1]["val_acc"]
@@ -63,13 +66,20 @@ def run_compare(run: RunDir, cfg: RunConfig, methods: list[str], seeds: list[int
                 extra = "".join(f", {k.replace('_', ' ')} {v:.2f}" for k, v in f1.items() if np.isfinite(v))
                 echo(f"compare {loss} seed {seed} {method}: val {val_acc:.2f}%, test overall {rows[-1]['accuracy']:.2f}%{extra}")
     frame = pd.DataFrame(rows)
-    if cfg.train.task == "flyp":
-        frame["loss"] = "flyp"  # FLYP trains with the CLIP loss whatever classifier.loss says
+    # the loss each row trained with, as the task type names it (FLYP: its CLIP loss whatever classifier.loss says)
+    labels = {loss: task_type(cfg.train.task).loss_label(_with_loss(cfg, loss)) for loss in loss_names}
+    frame["loss"] = frame["loss"].map(labels)
     write_table(frame, run.compare_results(cfg.train.task), "compare")
     table = compare_table(frame)
     atomic_write_text(run.compare_table(cfg.train.task), table + "\n")
     echo(table)
     return frame
+
+
+def _with_loss(cfg: RunConfig, loss: Literal["ce", "bs"]) -> RunConfig:
+    c = copy.deepcopy(cfg)
+    c.train.classifier.loss = loss
+    return c
 
 
 def wilds_f1(cfg: RunConfig, task, test_rows: pd.DataFrame, pred: np.ndarray, id_rows: pd.DataFrame,

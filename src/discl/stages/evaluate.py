@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..artefacts import load_pretrained, model_kind, read_meta
+from ..artefacts import model_kind, read_meta
 from ..config import RunConfig
 from ..data import load_dataset_tables
 from ..data.rows import ImageRows
@@ -20,15 +20,13 @@ from ..metrics import bucket_accuracy, paper_table
 from ..model_cache import changed_keys, method_settings
 from ..rundir import RunDir
 from ..tables import write_table
-from ..training.classifier import load_classifier
 from ..training.stream import Predictions, predict_rows
-from ..training.tasks import ClassifierTask
-
-TASK_KINDS = ("classifier", "flyp")  # the kinds of model `discl train` saves
+from ..training.task_registry import task_kinds, task_type_of_kind
 
 
 def is_trained(folder) -> bool:
-    return model_kind(folder) in TASK_KINDS
+    """Whether ``folder`` holds a model of a kind some registered task type saves (training/task_registry.py)."""
+    return model_kind(folder) in task_kinds()
 
 
 def trained_methods(run: RunDir, cfg: RunConfig) -> list[str]:
@@ -41,13 +39,14 @@ def saved_meta(folder: Path) -> dict:
 
 
 def load_task(folder: Path):
-    """The model saved in ``folder`` (a timm classifier or a FLYP CLIP, as its metadata says) as a task with its
-    evaluation transform."""
+    """The model saved in ``folder`` as a task with its evaluation transform, loaded by the task type that
+    saves its kind (a timm classifier, a FLYP CLIP, ...)."""
     folder = Path(folder)
-    if read_meta(folder)["kind"] == "flyp":
-        return load_pretrained(folder, "flyp")
-    model, _, transforms = load_classifier(folder)
-    return ClassifierTask(model, transforms)
+    kind = read_meta(folder)["kind"]
+    loader = task_type_of_kind(kind)
+    if loader is None:
+        raise ValueError(f"{folder} holds a {kind} model, which no registered task type (train.task) loads")
+    return loader.load(folder)
 
 
 def check_current(run: RunDir, cfg: RunConfig, method: str, train_rows: pd.DataFrame) -> None:

@@ -3,26 +3,32 @@ trains as training/methods.py says."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pandas as pd
 
 from ..config import RunConfig
 from ..rundir import RunDir
 from ..training import ddp
+from ..training.callbacks import Callback
+from ..training.loggers import check_installed
 from ..training.methods import load_inputs, train_method
 
 
-def run_train(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True) -> pd.DataFrame:
+def run_train(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True, callbacks: Sequence[Callback] = ()) -> pd.DataFrame:
     t = cfg.train
+    check_installed(t.loggers)  # before any work
     inputs = load_inputs(run, cfg, t.methods, echo)
     logs = []
     for method in t.methods:
-        log, _ = train_method(run, cfg, method, inputs, run.method_dir(method), echo, progress)
+        log, _ = train_method(run, cfg, method, inputs, run.method_dir(method), echo, progress, callbacks=callbacks)
         logs.append(pd.DataFrame(log))
         echo(f"train {method}: {len(log)} epochs, final val accuracy {100 * log[-1]['val_acc']:.2f}%")
     return pd.concat(logs, ignore_index=True)
 
 
-def run_train_from_env(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True) -> pd.DataFrame:
+def run_train_from_env(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True,
+                       callbacks: Sequence[Callback] = ()) -> pd.DataFrame:
     """run_train in this process, or as one rank under torchrun: this process's device (cuda:LOCAL_RANK),
     then the process group (NCCL on GPUs, gloo on CPU); only rank 0 echoes."""
     from ..training.device import resolve_device
@@ -30,7 +36,7 @@ def run_train_from_env(run: RunDir, cfg: RunConfig, echo=print, progress: bool =
     ddp.init_from_env(resolve_device(cfg.train.device, "train.device"))
     try:
         ddp.check_batch(cfg.train.classifier.batch_size, "train.classifier.batch_size")
-        return run_train(run, cfg, echo if ddp.is_main() else (lambda *_: None), progress)
+        return run_train(run, cfg, echo if ddp.is_main() else (lambda *_: None), progress, callbacks)
     finally:
         if ddp.active():
             import torch.distributed as dist

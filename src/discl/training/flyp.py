@@ -82,6 +82,12 @@ class FlypTask:
         image_features, text_features, scale = self.encode(images, labels, variants)
         return self.global_loss(image_features, text_features, scale), self.train_logits(image_features, scale)
 
+    def set_stage_counts(self, counts: torch.Tensor) -> None:
+        """The contrastive loss has no class prior to adapt to a stage's data."""
+
+    def set_epoch_counts(self, counts: torch.Tensor) -> None:
+        """Nor to an epoch's."""
+
     def before_eval(self) -> None:
         self._head = self.head()
         self.module.eval()

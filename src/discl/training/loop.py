@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,11 +29,12 @@ from ..curricula import Curriculum, Stage
 from ..data.rows import ImageRows
 from ..seeding import stable_seed
 from . import ddp
+from .callbacks import Callback, CallbackList, RunInfo
 from .checkpoint import load_checkpoint, restore, save_checkpoint
 from .device import autocast, grad_scaler, resolve_device, rng_states, set_rng_states, to_device
 from .microbatch import global_loss_step, no_sync, step_plan, take
 from .optim import create_optimizer, lr_at
-from .sampling import Keys, TailSampling, epoch_order, mix_seeds
+from .sampling import Keys, TailSampling, epoch_keys
 from .stream import ImageStream, Predictions
 
 # The files of a method's folder, named in rundir.py.
@@ -118,7 +119,7 @@ class Trainer:
 
     def __init__(self, task, optim: ClassifierConfig, runtime: TrainRuntime, curriculum: Curriculum, data: TrainData,
                  method: str, *, progress: bool = True, sampling: TailSampling | None = None, out_dir: Path | None = None,
-                 settings: dict | None = None, echo=None, device_key: str = "train.device"):
+                 settings: dict | None = None, echo=None, device_key: str = "train.device", callbacks: Sequence[Callback] = ()):
         if runtime.accumulate < 1:
             raise ValueError(f"accumulate must be >= 1, got {runtime.accumulate}")
         if runtime.eval_every < 1:
@@ -149,6 +150,7 @@ class Trainer:
         self.settings = json.loads(json.dumps(settings or {}, default=str))
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.checkpoint = self.out_dir / CHECKPOINT if self.out_dir is not None else None
+        self.callbacks = CallbackList(callbacks)
 
     # -- resume and save
     def resume(self) -> None:
@@ -176,6 +178,7 @@ class Trainer:
                          "scaler": self.scaler.state_dict()})
         _write_json_lines(self.state.log, self.out_dir / METRICS)
         write_curriculum_log(self.state.curriculum_log, self.out_dir / CURRICULUM_LOG)
+        self.callbacks.on_checkpoint(self.checkpoint, self.state.epoch, self.state.batch)
 
     # -- evaluation
     def evaluate(self, positions: np.ndarray, strengths: np.ndarray | None = None, draw_seed: int = 0) -> Predictions:
@@ -196,44 +199,12 @@ class Trainer:
         self.echo(f"warning: {self.method}: {message}; skipped")
 
     # -- one epoch
-    def _pass(self, stage: Stage, rows: StageRows, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Positions and variants of one pass over the stage's rows (pass 0 is a plain epoch's order)."""
-        in_curriculum = stage.level is not None or bool(stage.levels) or bool(stage.class_levels)
-        order = epoch_order(len(rows.positions), self.seed, self.state.epoch, rows.tail, self.sampling, rows.n_real,
-                            in_curriculum, pass_index=index)
-        positions = rows.positions[order]
-        variants = np.arange(len(order), dtype=np.int64)
-        if self.data.variants_per_row > 1:
-            # One entry per (row, variant), shuffled together: the reference lists each image once per template.
-            k = self.data.variants_per_row
-            tag = ("variants", self.seed, self.state.epoch) + ((index,) if index else ())
-            mix = np.random.default_rng(stable_seed(*tag)).permutation(len(order) * k)
-            positions, variants = np.repeat(positions, k)[mix], np.tile(np.arange(k), len(order))[mix]
-        return positions, variants
-
     def _keys(self, stage: Stage, rows: StageRows) -> Keys:
-        positions, variants = self._pass(stage, rows, 0)
-        if self.data.epoch_entries is not None:
-            # A fixed-length epoch: further passes, each reshuffled, until it holds epoch_entries entries.
-            parts, n, index = [(positions, variants)], len(positions), 0
-            while n < self.data.epoch_entries and n:
-                index += 1
-                parts.append(self._pass(stage, rows, index))
-                n += len(parts[-1][0])
-            positions = np.concatenate([p for p, _ in parts])[: self.data.epoch_entries]
-            variants = np.concatenate([v for _, v in parts])[: self.data.epoch_entries]
-        where = np.arange(len(positions), dtype=np.int64)
-        if hasattr(self.task, "set_epoch_counts"):
-            self.task.set_epoch_counts(torch.from_numpy(np.bincount(self.data.rows.labels[positions],
-                                                                    minlength=self.data.num_classes)))
-        strengths = None
-        if stage.augment:
-            by_class = np.zeros(self.data.num_classes, dtype=np.int64)
-            for label, strength in stage.augment:
-                by_class[label] = strength
-            strengths = by_class[self.data.rows.labels[positions]]
-        draws = mix_seeds(stable_seed("draw", self.seed, self.state.epoch), where)
-        return Keys.make(positions, draws, strengths, variants=variants, train=True)
+        keys = epoch_keys(stage, rows, self.seed, self.state.epoch, self.sampling, self.data.variants_per_row,
+                          self.data.rows.labels, self.data.num_classes, self.data.epoch_entries)
+        self.task.set_epoch_counts(torch.from_numpy(np.bincount(self.data.rows.labels[keys.rows],
+                                                                minlength=self.data.num_classes)))
+        return keys
 
     def _step(self, batch, lo: int, n_global: int, sums: torch.Tensor) -> int:
         """One optimiser step on global batch [lo, lo + n_global); returns the images this process trained on."""
@@ -322,8 +293,10 @@ class Trainer:
     # -- the run
     def run(self, stop_after: int | None = None, stop_after_steps: int | None = None) -> list[dict]:
         state = self.state
+        self.callbacks.on_train_start(RunInfo(self.method, self.optim.epochs, self.settings, state.epoch, self.out_dir))
         if self.curriculum.evaluates and not state.started:
             self._record(self.curriculum.observe(self.evaluate), -1, "start")
+            self.callbacks.on_stage_end(-1, None, self.state.curriculum_log)
         state.started = True
         total = self.optim.epochs
         bar = tqdm(total=total, initial=state.epoch, desc=f"train {self.method}", leave=False,
@@ -337,13 +310,13 @@ class Trainer:
                     state.done_in_stage = 0
                     if state.current is None:
                         break
+                    self.callbacks.on_stage_start(len(state.history), state.current, state.epoch)
                 stage = state.current
                 rows = self.data.stage_rows(stage)
                 if len(rows.positions) == 0:
                     raise ValueError(f"{self.method}: stage {len(state.history)} ({stage.describe()}) has no training image")
-                if hasattr(self.task, "set_stage_counts"):
-                    counts = np.bincount(self.data.rows.labels[rows.positions], minlength=self.data.num_classes)
-                    self.task.set_stage_counts(torch.from_numpy(counts))
+                counts = np.bincount(self.data.rows.labels[rows.positions], minlength=self.data.num_classes)
+                self.task.set_stage_counts(torch.from_numpy(counts))
                 if not self._epoch(stage, rows, stop_after_steps):
                     break
                 self._end_of_epoch(stage, rows)
@@ -355,9 +328,11 @@ class Trainer:
                     break
             if state.epoch >= total:
                 self._keep_selected()
+                self.callbacks.on_train_end(state.log)
         finally:
             bar.close()
             self.stream.close()
+            self.callbacks.close()
         return state.log
 
     def _end_of_epoch(self, stage: Stage, rows: StageRows) -> None:
@@ -377,11 +352,16 @@ class Trainer:
             self._select(self.data.select)
         state.epoch += 1
         state.done_in_stage += 1
-        if state.done_in_stage >= stage.epochs or state.epoch >= self.optim.epochs:
+        ended = state.done_in_stage >= stage.epochs or state.epoch >= self.optim.epochs
+        records: list[dict] = []
+        if ended:
             t0 = time.perf_counter()
             records = self.curriculum.observe(self.evaluate)  # CurriculumBase: one NOT_OBSERVED row
             state.log[-1]["eval_seconds"] = time.perf_counter() - t0
             self._record(records, len(state.history), stage.describe())
+        self.callbacks.on_epoch_end(state.log[-1])
+        if ended:
+            self.callbacks.on_stage_end(len(state.history), stage, state.curriculum_log[len(state.curriculum_log) - len(records):])
             state.history.append(stage)
             state.current = None
 
@@ -423,7 +403,7 @@ def train_with_curriculum(task, optim: ClassifierConfig, runtime: TrainRuntime, 
                           method: str, progress: bool = True, *, sampling: TailSampling | None = None,
                           out_dir: Path | None = None, settings: dict | None = None, resume: bool = True,
                           stop_after: int | None = None, stop_after_steps: int | None = None, echo=None,
-                          device_key: str = "train.device") -> list[dict]:
+                          device_key: str = "train.device", callbacks: Sequence[Callback] = ()) -> list[dict]:
     """Train ``task`` (training/tasks.py) in place for ``optim.epochs`` epochs; return one log row per epoch.
 
     With ``out_dir``: checkpoint.safetensors and metrics.jsonl are written after every epoch (and every
@@ -431,9 +411,9 @@ def train_with_curriculum(task, optim: ClassifierConfig, runtime: TrainRuntime, 
     ``settings`` match is resumed from. ``stop_after`` ends this call after that many epochs and
     ``stop_after_steps`` after that many steps (the checkpoint lets a later call go on). ``echo`` (optional)
     is told when a checkpoint is resumed from or set aside, and about unreadable images. ``device_key`` names
-    the device setting in errors."""
+    the device setting in errors. ``callbacks`` (training/callbacks.py) are told of the run's events."""
     trainer = Trainer(task, optim, runtime, curriculum, data, method, progress=progress, sampling=sampling,
-                      out_dir=out_dir, settings=settings, echo=echo, device_key=device_key)
+                      out_dir=out_dir, settings=settings, echo=echo, device_key=device_key, callbacks=callbacks)
     if resume:
         trainer.resume()
     return trainer.run(stop_after, stop_after_steps)

@@ -8,14 +8,16 @@ training loop streams the files (training/loop.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
 from ..config import RunConfig
-from ..curricula import CurriculumValidation, create_curriculum, uses_synthetic, uses_validation
+from ..curricula import Curriculum, CurriculumValidation, create_curriculum, uses_synthetic, uses_validation
 from ..data import load_dataset_tables
 from ..model_cache import method_settings
 from ..rundir import TRAIN_LOG, RunDir
@@ -23,12 +25,12 @@ from ..scoring.run_scorer import scores_match
 from ..seeding import stable_seed
 from ..tables import read_table, write_table
 from . import ddp
-from .classifier import create_classifier, save_classifier
+from .callbacks import Callback
+from .loggers import create_loggers
 from .loop import TrainData, train_with_curriculum
 from .pool import RowPool
 from .sampling import TailSampling
-from .tasks import ClassifierTask
-from .transforms import classifier_transforms
+from .task_registry import Task, TaskSpec, task_type
 
 
 def kept_synthetic(run: RunDir) -> pd.DataFrame:
@@ -141,25 +143,13 @@ def tail_sampling(cfg: RunConfig, method: str) -> TailSampling | None:
     return TailSampling(c.non_tail_ratio, c.tail_fraction, c.tail_rule)
 
 
-def make_task(run: RunDir, cfg: RunConfig, inputs: TrainInputs):
-    """The task model at its starting weights (weights loaded at the edge, by name), with its transforms."""
-    t = cfg.train
-    if t.task == "classifier":
-        model = create_classifier(t.classifier.model, len(inputs.classes), t.classifier.seed, t.classifier.pretrained)
-        transforms = classifier_transforms(model, t.classifier.augment, cfg.data.image_size)
-        return ClassifierTask(model, transforms, t.classifier.loss, inputs.class_counts, t.classifier.bs_prior)
-    if t.task == "flyp":
-        from .flyp import FlypTask, create_open_clip
+def task_spec(run: RunDir, cfg: RunConfig, inputs: TrainInputs) -> TaskSpec:
+    return TaskSpec(run, cfg, list(inputs.classes.sort_values("label")["class_name"]), inputs.class_counts)
 
-        if t.flyp.model == "demo":
-            from ..scoring.tiny_clip import load_tiny_clip
 
-            scorer = load_tiny_clip(run.scorer_model)
-        else:
-            scorer = create_open_clip(t.flyp.model, t.flyp.pretrained)
-        torch.manual_seed(t.classifier.seed)
-        return FlypTask(scorer, list(inputs.classes.sort_values("label")["class_name"]), t.flyp.templates)
-    raise ValueError(f"unknown train.task {t.task!r}; known: ['classifier', 'flyp']")
+def make_task(run: RunDir, cfg: RunConfig, inputs: TrainInputs) -> Task:
+    """The task model of train.task (training/task_registry.py) at its starting weights, with its transforms."""
+    return task_type(cfg.train.task).build(task_spec(run, cfg, inputs))
 
 
 def build_method_data(run: RunDir, cfg: RunConfig, method: str, inputs: TrainInputs):
@@ -190,46 +180,59 @@ def build_method_data(run: RunDir, cfg: RunConfig, method: str, inputs: TrainInp
     return pool, validation, exclude
 
 
-def train_method(run: RunDir, cfg: RunConfig, method: str, inputs: TrainInputs, out_dir: Path,
-                 echo=print, progress: bool = True, stop_after: int | None = None):
-    """Train one method into ``out_dir`` (checkpoint, metrics.jsonl, curriculum_log.parquet, log.parquet, model)."""
+@dataclass
+class MethodPlan:
+    """Everything that decides which rows each epoch of a method trains on, built one way for `discl train`
+    and for the curriculum in another training loop (discl/curriculum_data.py)."""
+
+    pool: RowPool
+    curriculum: Curriculum
+    sampling: TailSampling | None
+    held_out: list[str]
+    variants_per_row: int
+    select: np.ndarray | None
+    epoch_entries: int | None = None  # a fixed-length epoch's entries (train.epoch_length), else None
+
+    def train_data(self, num_classes: int) -> TrainData:
+        return TrainData(self.pool.rows, self.pool, self.pool.val, num_classes, variants_per_row=self.variants_per_row,
+                         select=self.select, epoch_entries=self.epoch_entries)
+
+
+def plan_method(run: RunDir, cfg: RunConfig, method: str, inputs: TrainInputs) -> MethodPlan:
     t = cfg.train
     pool, validation, exclude = build_method_data(run, cfg, method, inputs)
     curriculum = create_curriculum(method, t.classifier.epochs, t.levels, t.curriculum_epochs, t.curriculum,
                                    validation=validation, num_classes=len(inputs.classes),
                                    train_rows=(pool.real_positions(), pool.rows.labels[: pool.n_real]),
                                    seed=t.classifier.seed)
-    task = make_task(run, cfg, inputs)
-    zero_shot = {k: v.clone() for k, v in task.module.state_dict().items()} if t.task == "flyp" and t.flyp.wise_alpha is not None else None
-    sampling = tail_sampling(cfg, method)
-    settings = method_settings(cfg, method, inputs.train_rows) | {"held_out": exclude}
-    variants = len(t.flyp.templates) if t.task == "flyp" and t.flyp.rows_per_template else 1
     select = {"final": None, "best-val": pool.val, "best-test": pool.test, "best-id-val": pool.test}[t.select]
-    data = TrainData(pool.rows, pool, pool.val, len(inputs.classes), variants_per_row=variants, select=select,
-                     epoch_entries=epoch_entries(t.epoch_length, pool.n_real * variants, t.classifier.batch_size))
-    log = train_with_curriculum(task, t.classifier, t, curriculum, data, method, progress, sampling=sampling,
-                                out_dir=out_dir, settings=settings, resume=t.resume, stop_after=stop_after, echo=echo)
+    variants = task_type(t.task).variants_per_row(cfg)
+    entries = epoch_entries(t.epoch_length, pool.n_real * variants, t.classifier.batch_size)
+    return MethodPlan(pool, curriculum, tail_sampling(cfg, method), exclude, variants, select, entries)
+
+
+def train_method(run: RunDir, cfg: RunConfig, method: str, inputs: TrainInputs, out_dir: Path,
+                 echo=print, progress: bool = True, stop_after: int | None = None, callbacks: Sequence[Callback] = ()):
+    """Train one method into ``out_dir`` (checkpoint, metrics.jsonl, curriculum_log.parquet, log.parquet, model).
+    ``callbacks`` (training/callbacks.py) are told of the run's events; train.loggers are added to them."""
+    t = cfg.train
+    plan = plan_method(run, cfg, method, inputs)
+    kind = task_type(t.task)
+    spec = task_spec(run, cfg, inputs)
+    task = kind.build(spec)
+    start = kind.before_training(task, cfg)
+    settings = method_settings(cfg, method, inputs.train_rows) | {"held_out": plan.held_out}
+    callbacks = [*callbacks, *create_loggers(cfg, run, method, out_dir)]
+    log = train_with_curriculum(task, t.classifier, t, plan.curriculum, plan.train_data(len(inputs.classes)), method,
+                                progress, sampling=plan.sampling, out_dir=out_dir, settings=settings, resume=t.resume,
+                                stop_after=stop_after, echo=echo, callbacks=callbacks)
     if len(log) < t.classifier.epochs or not ddp.is_main():
         return log, task
-    extra = {"method": method, "train": asdict(t), "held_out_sources": exclude, "settings": settings}
+    extra = {"method": method, "train": asdict(t), "held_out_sources": plan.held_out, "settings": settings}
     if t.select != "final":
         scores = [row.get("select_acc", float("nan")) for row in log]
         best = max(range(len(scores)), key=lambda i: (scores[i], -i))  # the first epoch of the best accuracy
         extra["selected"] = {"rows": t.select.removeprefix("best-"), "epoch": best + 1, "accuracy": scores[best]}
-    if t.task == "flyp":
-        from .flyp import save_flyp, wise_ft
-
-        if zero_shot is not None and t.flyp.wise_alpha is not None:  # (zero_shot is kept only for WiSE-FT)
-            finetuned = task.module.state_dict()
-            device = next(iter(finetuned.values())).device
-            task.module.load_state_dict(wise_ft({k: v.to(device) for k, v in zero_shot.items()}, finetuned, t.flyp.wise_alpha))
-        files = None
-        if t.flyp.model == "demo":  # the tiny CLIP's architecture file, which its loader reads by name
-            from ..scoring.tiny_clip import architecture_files
-
-            files = architecture_files(task.scorer)
-        save_flyp(task, out_dir, t.flyp.model, extra, files)
-    else:
-        save_classifier(task.module, out_dir, t.classifier.model, len(inputs.classes), task.transforms, extra)
+    kind.save(task, out_dir, spec, extra, start)
     write_table(pd.DataFrame(log), Path(out_dir) / TRAIN_LOG, "train_log")
     return log, task

@@ -11,12 +11,17 @@ processes or DataLoader workers.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from ..seeding import stable_seed
 from .dataset import REAL, TRAIN
+
+if TYPE_CHECKING:
+    from ..curricula import Stage
+    from .loop import StageRows
 
 _M1, _M2, _GOLDEN = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), np.uint64(0x9E3779B97F4A7C15)
 
@@ -125,6 +130,50 @@ class Keys:
     def key(self, i: int, real: bool = True) -> tuple[int, int, int, int, int]:
         flags = int(self.flags[i]) if real else int(self.flags[i]) & ~REAL
         return int(self.rows[i]), int(self.draws[i]), int(self.strengths[i]), int(self.variants[i]), flags
+
+
+def _epoch_pass(stage: Stage, rows: StageRows, seed: int, epoch: int, sampling: TailSampling | None,
+                variants_per_row: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions and variants of one pass over the stage's rows (pass 0 is a plain epoch's order)."""
+    in_curriculum = stage.level is not None or bool(stage.levels) or bool(stage.class_levels)
+    order = epoch_order(len(rows.positions), seed, epoch, rows.tail, sampling, rows.n_real, in_curriculum,
+                        pass_index=index)
+    positions = rows.positions[order]
+    variants = np.arange(len(order), dtype=np.int64)
+    if variants_per_row > 1:
+        # One entry per (row, variant), shuffled together: the reference lists each image once per template.
+        k = variants_per_row
+        tag = ("variants", seed, epoch) + ((index,) if index else ())
+        mix = np.random.default_rng(stable_seed(*tag)).permutation(len(order) * k)
+        positions, variants = np.repeat(positions, k)[mix], np.tile(np.arange(k), len(order))[mix]
+    return positions, variants
+
+
+def epoch_keys(stage: Stage, rows: StageRows, seed: int, epoch: int, sampling: TailSampling | None,
+               variants_per_row: int, labels: np.ndarray, num_classes: int, epoch_entries: int | None = None) -> Keys:
+    """The global order of one epoch's training keys: which rows of the stage (tail sampling as configured),
+    in which order, each with its transform's seed, its augmentation strength (CUDA) and its variant (FLYP's
+    caption template). ``epoch_entries``: None = one pass over the stage's rows; else a fixed-length epoch
+    of that many entries, drawn from successive passes, each reshuffled (train.epoch_length). The training
+    loop and the curriculum in another loop (discl/curriculum_data.py) both take an epoch's data from here."""
+    positions, variants = _epoch_pass(stage, rows, seed, epoch, sampling, variants_per_row, 0)
+    if epoch_entries is not None:
+        parts, n, index = [(positions, variants)], len(positions), 0
+        while n < epoch_entries and n:
+            index += 1
+            parts.append(_epoch_pass(stage, rows, seed, epoch, sampling, variants_per_row, index))
+            n += len(parts[-1][0])
+        positions = np.concatenate([p for p, _ in parts])[:epoch_entries]
+        variants = np.concatenate([v for _, v in parts])[:epoch_entries]
+    where = np.arange(len(positions), dtype=np.int64)
+    strengths = None
+    if stage.augment:
+        by_class = np.zeros(num_classes, dtype=np.int64)
+        for label, strength in stage.augment:
+            by_class[label] = strength
+        strengths = by_class[labels[positions]]
+    draws = mix_seeds(stable_seed("draw", seed, epoch), where)
+    return Keys.make(positions, draws, strengths, variants=variants, train=True)
 
 
 def rank_positions(lo: int, hi: int, rank: int, world: int) -> list[int]:

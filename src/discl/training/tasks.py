@@ -1,15 +1,16 @@
 """What the training loop trains: a task wraps a model with its transforms, its training loss and
-its evaluation-mode logits.
+its evaluation-mode logits (the protocol: training/task_registry.py's ``Task``; task types are
+registered by name there).
 
 The loop needs ``module`` (the parameters to optimise and to checkpoint), ``net`` (what the
 training forward pass goes through: the loop swaps in a DistributedDataParallel wrapper or a
 compiled module), ``transforms`` (training/transforms.py), ``to(device)``,
 ``loss(images, labels, variants) -> (loss, logits)`` on normalised float images,
-``before_eval()`` and ``logits(images)``. ``loss_is_global`` says the loss couples the images of
-a batch (a contrastive loss), so it is computed once over the whole batch rather than averaged over
-its parts; such a task also gives ``encode``, ``global_loss`` and ``train_logits``
-(training/microbatch.py). A task with a per-image loss runs on an empty batch where a process
-holds no image of a micro-batch (timm's CNNs do)."""
+``set_stage_counts(counts)``, ``set_epoch_counts(counts)``, ``before_eval()`` and ``logits(images)``.
+``loss_is_global`` says the loss couples the images of a batch (a contrastive loss), so it is
+computed once over the whole batch rather than averaged over its parts; such a task also gives
+``encode``, ``global_loss`` and ``train_logits`` (training/microbatch.py). A task with a per-image
+loss runs on an empty batch where a process holds no image of a micro-batch (timm's CNNs do)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,112 @@
+"""discl.CurriculumData: the docs' plain-PyTorch loop visits the stages `discl train` visits, every epoch has
+the rows (and transform seeds) discl's own loader read, the ranks' batches split each global batch, and an
+adaptive curriculum chooses its next stage from the predictions handed back."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import discl
+from discl.training.dataset import TRAIN
+from discl.training.stream import ImageStream
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _doc_example(run_root: Path) -> str:
+    doc = (ROOT / "docs" / "training-loops.md").read_text()
+    block = re.search(r"<!-- example:own-loop -->\n```python\n(.*?)```\n<!-- /example -->", doc, re.S)
+    assert block, "docs/training-loops.md lost its example"
+    code, n = re.subn(r'RUN, METHOD = "runs/demo"', f"RUN, METHOD = {str(run_root)!r}", block.group(1))
+    assert n == 1
+    return code
+
+
+def test_the_docs_loop_visits_the_stages_discl_train_visits(run_copy, capsys):
+    run, _ = run_copy
+    trained = pd.read_parquet(run.method_dir("non-adaptive") / "log.parquet")  # `discl train` on this run
+    namespace: dict = {}
+    exec(compile(_doc_example(run.root), "training-loops.md", "exec"), namespace)
+    history = pd.DataFrame(namespace["history"])
+    assert history["epoch"].tolist() == trained["epoch"].tolist()
+    assert history["level"].tolist() == trained["level"].tolist()
+    assert len(set(trained["level"])) >= 3  # synthetic stages and real data: the check sees the curriculum
+    assert history["images"].tolist() == (trained["n_real"] + trained["n_synthetic"]).tolist()
+    assert "epoch 3: stage real" in capsys.readouterr().out
+
+
+def test_each_epoch_has_the_rows_and_seeds_discl_trains_on(run_copy, monkeypatch):
+    run, _ = run_copy
+    overrides = ["train.methods=[non-adaptive]", "train.curriculum.tail_sampling=all", "train.curriculum.stage_real=non-hard",
+                 "train.curriculum.non_tail_ratio=0.5"]
+    seen: list = []
+    original = ImageStream.batches
+
+    def spy(self, keys, batch_size, start_batch=0):
+        if len(keys) and keys.flags[0] & TRAIN:
+            seen.append(keys)
+        return original(self, keys, batch_size, start_batch)
+
+    monkeypatch.setattr(ImageStream, "batches", spy)
+    log = discl.train(run.root, overrides=overrides, echo=lambda *_: None, progress=False)
+    data = discl.CurriculumData(run.root, "non-adaptive", overrides=overrides, echo=lambda *_: None)
+    assert [s.describe() for s in data.schedule()] == ["0", "50", "100", "real"]
+    epochs = list(data.epochs())
+    assert len(epochs) == len(seen) == 4
+    for epoch, keys, row in zip(epochs, seen, log.itertuples()):
+        np.testing.assert_array_equal(epoch.paths, data.plan.pool.rows.paths(keys.rows))  # same files, same order
+        np.testing.assert_array_equal(epoch.keys.draws, keys.draws)  # same random-transform seeds
+        assert (epoch.level, epoch.n_real, epoch.n_synthetic) == (row.level, row.n_real, row.n_synthetic)
+    x, label = epochs[0].dataset[0]
+    assert tuple(x.shape) == (3, data.config.data.image_size, data.config.data.image_size) and label == epochs[0].labels[0]
+
+
+def test_each_rank_reads_its_slice_of_every_global_batch_as_discls_sampler_does(run_copy):
+    from discl.training.sampling import RankBatches
+
+    run, _ = run_copy
+    data = discl.CurriculumData(run.root, "non-adaptive", echo=lambda *_: None)
+    epoch = next(iter(data.epochs()))
+    n = len(epoch.dataset)
+    batch = n - 1  # the last global batch has one image for 3 ranks
+    for rank in range(3):
+        sampler = RankBatches(rank, 3)
+        sampler.plan(epoch.keys, batch)
+        mine = epoch.batches(batch, rank, 3)
+        assert [[int(epoch.keys.rows[i]) for i in b] for b in mine] == [[key[0] for key in b] for b in sampler]
+    union = sorted({i for rank in range(3) for b in epoch.batches(batch, rank, 3) for i in b})
+    assert union == list(range(n))
+    with pytest.raises(ValueError, match="rank must lie in"):
+        epoch.batches(batch, 3, 3)
+
+
+def test_an_adaptive_curriculum_chooses_its_stages_from_the_predictions_handed_back(run_copy):
+    run, _ = run_copy
+    data = discl.CurriculumData(run.root, "adaptive", echo=lambda *_: None)
+    validation = data.plan.curriculum.validation
+    level_of = dict(zip(validation.positions.tolist(), validation.levels.tolist()))
+    assert data.validation_dataset().keys.rows.tolist() == validation.positions.tolist()
+    with pytest.raises(ValueError, match="pass predict"):
+        next(iter(data.epochs()))
+    favoured = iter([None, 50, 0, None, None])  # which level's images the "model" gets right at each look
+
+    def predict(dataset):
+        target = next(favoured)
+        rows = dataset.keys.rows
+        logits = np.zeros((len(rows), data.num_classes))
+        for i, row in enumerate(rows):
+            if level_of[int(row)] == target:
+                logits[i, data.plan.pool.rows.labels[row]] = 10.0
+        return logits
+
+    levels = [epoch.level for epoch in data.epochs(predict)]
+    assert levels == [0, 50, 0, -1]  # first candidate, then each look's most improved level, then real data
+    chosen = [r["level"] for r in data.curriculum_log if r["chosen"]]
+    assert chosen[:2] == [50, 0] and len(chosen) == 4  # one choice at each of the 4 stage ends
+    state = data.state_dict()
+    assert state["epoch"] == 4 and [s["level"] for s in state["history"]] == [0, 50, 0, None]
