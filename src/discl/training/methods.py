@@ -8,17 +8,21 @@ training loop streams the files (training/loop.py)."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
 import torch
+from safetensors import SafetensorError
 
 from ..config import RunConfig
 from ..curricula import CurriculumValidation, create_curriculum, uses_synthetic, uses_validation
 from ..data import load_dataset_tables
-from ..model_cache import method_settings
-from ..rundir import TRAIN_LOG, RunDir
+from ..model_cache import changed_keys, describe_changes, input_digests, method_settings
+from ..rundir import CHECKPOINT, TRAIN_LOG, RunDir
 from ..scoring.run_scorer import scores_match
 from ..seeding import stable_seed
 from ..tables import read_table, write_table
@@ -79,6 +83,13 @@ class TrainInputs:
     synthetic: pd.DataFrame | None
     test_rows: pd.DataFrame | None = None  # only for train.select = "best-test"
     hard_ids: set[str] | None = None  # only for train.curriculum.stage_real = "non-hard"
+    hard_set: set[str] | None = None  # the hard samples (hard.parquet), recorded with methods that use synthetic images
+
+    def digests(self, method: str) -> dict[str, str]:
+        """The digests of what ``method`` trains on (model_cache.input_digests): a real-only method's
+        depend on the real rows only, so a new filter or hard set leaves it current."""
+        synthetic = self.synthetic if uses_synthetic(method) else None
+        return input_digests(self.train_rows, synthetic, self.hard_set)
 
     @property
     def class_counts(self) -> torch.Tensor:
@@ -105,11 +116,13 @@ def load_inputs(run: RunDir, cfg: RunConfig, methods: list[str], echo=print) -> 
     test_rows = dataset[dataset["split"] == "test"].reset_index(drop=True) if cfg.train.select == "best-test" else None
     if test_rows is not None and test_rows.empty:
         raise ValueError("train.select = best-test needs a test split, and this dataset has none")
-    hard_ids = None
-    if cfg.train.curriculum.stage_real == "non-hard" and synthetic is not None:
+    hard_ids, hard_set = None, None
+    if synthetic is not None:
         hard = read_table(run.hard, "hard") if run.hard.exists() else None
-        hard_ids = set(hard["sample_id"]) if hard is not None else set(synthetic["source_id"])
-    return TrainInputs(classes, train_rows, val_rows, synthetic, test_rows, hard_ids)
+        hard_set = set(hard["sample_id"]) if hard is not None else set(synthetic["source_id"])
+        if cfg.train.curriculum.stage_real == "non-hard":
+            hard_ids = hard_set
+    return TrainInputs(classes, train_rows, val_rows, synthetic, test_rows, hard_ids, hard_set)
 
 
 def tail_sampling(cfg: RunConfig, method: str) -> TailSampling | None:
@@ -167,9 +180,44 @@ def build_method_data(run: RunDir, cfg: RunConfig, method: str, inputs: TrainInp
     return pool, validation, exclude
 
 
+def checkpoint_settings(folder: Path) -> dict | None:
+    """The settings the checkpoint in ``folder`` was written under (None: no readable checkpoint); reads the header only."""
+    from .checkpoint import checkpoint_meta
+
+    try:
+        return checkpoint_meta(Path(folder) / CHECKPOINT).get("settings")
+    except (OSError, ValueError, SafetensorError):
+        return None
+
+
+def adopt_checkpoint(current: Path, out_dir: Path, settings: dict, method: str, echo=print) -> None:
+    """Start ``out_dir`` (a staging folder) from the files of ``current`` when its checkpoint was written under
+    ``settings`` and ``out_dir``'s was not: a finished model is then not retrained, an interrupted one resumes.
+    Files are hard-linked, not copied: every write replaces a file by a new one (atomic.py), never edits it."""
+    wanted = json.loads(json.dumps(settings, default=str))
+    if not ddp.is_main() or checkpoint_settings(out_dir) == wanted:
+        return
+    used = checkpoint_settings(current)
+    if used != wanted:
+        if used is not None:
+            changed = describe_changes(changed_keys(used, wanted)[:5])
+            echo(f"{method}: the settings or inputs changed since {current} was trained ({changed}); training it again")
+        return
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir(parents=True)
+    for path in Path(current).iterdir():
+        if path.is_file():
+            try:
+                os.link(path, out_dir / path.name)
+            except OSError:  # a file system without hard links
+                shutil.copy2(path, out_dir / path.name)
+
+
 def train_method(run: RunDir, cfg: RunConfig, method: str, inputs: TrainInputs, out_dir: Path,
-                 echo=print, progress: bool = True, stop_after: int | None = None):
-    """Train one method into ``out_dir`` (checkpoint, metrics.jsonl, curriculum_log.parquet, log.parquet, model)."""
+                 echo=print, progress: bool = True, stop_after: int | None = None, current: Path | None = None):
+    """Train one method into ``out_dir`` (checkpoint, metrics.jsonl, curriculum_log.parquet, log.parquet, model).
+    ``current``: the folder of the method's model now in use, when ``out_dir`` is where its replacement is built;
+    a checkpoint there written under the same settings is taken over (see :func:`adopt_checkpoint`)."""
     t = cfg.train
     pool, validation, exclude = build_method_data(run, cfg, method, inputs)
     curriculum = create_curriculum(method, t.classifier.epochs, t.levels, t.curriculum_epochs, t.curriculum,
@@ -179,7 +227,10 @@ def train_method(run: RunDir, cfg: RunConfig, method: str, inputs: TrainInputs, 
     task = make_task(run, cfg, inputs)
     zero_shot = {k: v.clone() for k, v in task.module.state_dict().items()} if t.task == "flyp" and t.flyp.wise_alpha is not None else None
     sampling = tail_sampling(cfg, method)
-    settings = method_settings(cfg, method, inputs.train_rows) | {"held_out": exclude}
+    settings = method_settings(cfg, method, inputs.train_rows, inputs.digests(method)) | {"held_out": exclude}
+    if current is not None and t.resume:
+        adopt_checkpoint(current, Path(out_dir), settings, method, echo)
+        ddp.barrier()  # rank 0 linked the files every rank resumes from
     variants = len(t.flyp.templates) if t.task == "flyp" and t.flyp.rows_per_template else 1
     select = {"final": None, "best-val": pool.val, "best-test": pool.test}[t.select]
     data = TrainData(pool.rows, pool, pool.val, len(inputs.classes), variants_per_row=variants, select=select)
