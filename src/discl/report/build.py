@@ -318,7 +318,7 @@ def build_report(run: RunDir, out_path: Path | None = None, opts: ReportOptions 
     return atomic_write_text(out_path, page)
 
 
-def _thresholds(run: RunDir, filters: dict | None) -> dict[str, float]:
+def _thresholds(run: RunDir, filters: dict | None = None) -> dict[str, float]:
     """The thresholds the scores were filtered with (as recorded with them; else the run's settings)."""
     from ..config import load_config
 

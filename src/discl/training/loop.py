@@ -150,7 +150,7 @@ class Trainer:
             return
         if meta.get("settings") != self.settings:
             changed = describe_changes(changed_keys(meta.get("settings") or {}, self.settings)[:5])
-            self.echo(f"{self.method}: the settings or inputs changed since {self.checkpoint} was written ({changed}); "
+            self.echo(f"{self.method}: the settings changed since {self.checkpoint} was written ({changed}); "
                       "training from the start")
             return
         set_rng_states(restore(tensors, meta, self.task.module, self.optimizer), self.device)
