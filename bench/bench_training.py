@@ -14,10 +14,12 @@ What runs, each in its own process (so peak memory is its own):
    loss read only at the end). Then `discl eval` against a plain evaluation loop. Each side's time
    covers its epoch (data loader start-up included, process start-up and model creation not).
    On an NVIDIA GPU also how busy the GPU was (NVML's utilisation, over the span it was in use).
-3. Peak memory of `discl train` and `discl eval` at N and at 8N: the sum of the proportional set
-   size (PSS) over the process and its DataLoader workers, sampled every 0.1 s.
+3. Peak memory of `discl train` and `discl eval` at N and at 8N images (growth with the rows), and of
+   `discl train` over 1 and 8 epochs of N (growth with the steps): the sum of the proportional set size
+   (PSS) over the process and its DataLoader workers, the RSS of the largest process and of the main
+   process, sampled every 0.1 s. `--memory-only` runs only these.
 
-Goals: discl >= 0.9x the plain loop's images/s; memory growth from N to 8N <= 15%.
+Goals: discl >= 0.9x the plain loop's images/s; memory growth from N to 8N and from 1 to 8 epochs <= 15%.
 """
 
 from __future__ import annotations
@@ -68,12 +70,14 @@ def write_folder(root: Path, n_train: int, n_test: int, classes: int = 10, seed:
 
 # -- memory of a process tree ---------------------------------------------------------------------
 class PeakMemory:
-    """Peak of the summed PSS of a process and its children (DataLoader workers), sampled in a thread."""
+    """Peaks of a process and its children (DataLoader workers), sampled in a thread: the summed PSS
+    (``peak``), the RSS of the largest process (``peak_rss``: what /usr/bin/time reports for one process)
+    and the main process's own RSS (``main_rss``)."""
 
     def __init__(self, pid: int, every: float = 0.1):
         import psutil
 
-        self.proc, self.every, self.peak = psutil.Process(pid), every, 0
+        self.proc, self.every, self.peak, self.peak_rss, self.main_rss = psutil.Process(pid), every, 0, 0, 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
         self._thread.start()
@@ -86,9 +90,13 @@ class PeakMemory:
             try:
                 for p in [self.proc, *self.proc.children(recursive=True)]:
                     try:
-                        total += p.memory_full_info().pss
+                        info = p.memory_full_info()
                     except (psutil.NoSuchProcess, psutil.AccessDenied):
-                        pass
+                        continue
+                    total += info.pss
+                    self.peak_rss = max(self.peak_rss, info.rss)
+                    if p.pid == self.proc.pid:
+                        self.main_rss = max(self.main_rss, info.rss)
             except psutil.NoSuchProcess:
                 return
             self.peak = max(self.peak, total)
@@ -132,6 +140,7 @@ class GpuBusy:
 
 
 def run_measured(cmd: list[str]) -> tuple[dict, int]:
+    """The side's JSON result (with its memory peaks: ``peak_rss``, ``main_rss``) and its summed PSS peak."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     watch = PeakMemory(proc.pid)
@@ -141,13 +150,14 @@ def run_measured(cmd: list[str]) -> tuple[dict, int]:
     busy = gpu.stop() if gpu else None
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[:4])} ... failed:\n{err[-3000:]}")
-    return {**json.loads(out.strip().splitlines()[-1]), "gpu_busy": busy}, peak
+    return {**json.loads(out.strip().splitlines()[-1]), "gpu_busy": busy, "peak_rss": watch.peak_rss,
+            "main_rss": watch.main_rss}, peak
 
 
 # -- the two sides, each run as `python bench_training.py --side ...` ------------------------------------
 def _settings(args) -> list[str]:
     return [
-        "train.methods=[real-only]", "train.classifier.epochs=1", f"train.classifier.model={args.model}",
+        "train.methods=[real-only]", f"train.classifier.epochs={args.epochs}", f"train.classifier.model={args.model}",
         f"train.classifier.batch_size={args.batch_size}", "train.classifier.optimizer=adamw",
         "train.classifier.lr=0.001", "train.classifier.weight_decay=0.0001", "train.classifier.warmup_epochs=0",
         f"train.classifier.augment.input_size={args.size}", "train.classifier.augment.crop_pct=0.875",
@@ -261,7 +271,7 @@ def trained(run: Path, args, what: str) -> tuple[dict, int]:
 
 def _passthrough(args) -> list[str]:
     return ["--model", args.model, "--batch-size", str(args.batch_size), "--size", str(args.size), "--device", args.device,
-            "--precision", args.precision, "--workers", str(args.workers)]
+            "--precision", args.precision, "--workers", str(args.workers), "--epochs", str(args.epochs)]
 
 
 def main() -> None:
@@ -274,7 +284,9 @@ def main() -> None:
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: usable cores)")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--no-memory", action="store_true", help="skip the 8N memory runs")
+    parser.add_argument("--no-memory", action="store_true", help="skip the 8N and 8-epoch memory runs")
+    parser.add_argument("--memory-only", action="store_true", help="only the memory runs (no throughput comparison)")
+    parser.add_argument("--epochs", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "discl-bench-training")
     parser.add_argument("--side", choices=["discl", "plain"], help=argparse.SUPPRESS)
     parser.add_argument("--what", choices=["train", "eval"], default="train", help=argparse.SUPPRESS)
@@ -297,14 +309,14 @@ def main() -> None:
     plain = [sys.executable, str(HERE), "--side", "plain", "--root", str(root)] + _passthrough(args)
     results: dict[str, list[dict]] = {}
     memory: dict[tuple[str, int], int] = {}
-    for what in ("train", "eval"):
+    for what in ("train", "eval") if not args.memory_only else ():
         for _ in range(args.repeats):
             d, peak = trained(run, args, what)
             memory[(what, n)] = max(memory.get((what, n), 0), peak)
             p, _ = run_measured(plain + ["--what", what])
             results.setdefault(f"discl {what}", []).append(d)
             results.setdefault(f"plain {what}", []).append(p)
-    for what in ("train", "eval"):
+    for what in ("train", "eval") if not args.memory_only else ():
         best = {side: max(results[f"{side} {what}"], key=lambda r: r["images"] / r["seconds"]) for side in ("discl", "plain")}
         rate = {side: r["images"] / r["seconds"] for side, r in best.items()}
         gpu = "".join(f", {side} GPU peak {r['gpu_bytes'] / 2**30:.2f} GiB" for side, r in best.items() if r["gpu_bytes"])
@@ -313,12 +325,26 @@ def main() -> None:
               f"ratio {rate['discl'] / rate['plain']:.2f} (goal >= 0.9){gpu}")
     if len(sizes) > 1:
         big = sizes[1]
+        peaks: dict[tuple[str, str], tuple[dict, int]] = {}
         for what in ("train", "eval"):
-            _, memory[(what, big)] = trained(args.data / f"run-{big}", args, what)
-            a, b = memory[(what, n)], memory[(what, big)]
+            for label, folder, epochs in (("N", run, 1), ("8N", args.data / f"run-{big}", 1), ("8 epochs", run, 8)):
+                if what == "eval" and label == "8 epochs":
+                    continue  # eval has no epochs
+                peaks[(what, label)] = trained(folder, argparse.Namespace(**{**vars(args), "epochs": epochs}), what)
+        for what in ("train", "eval"):
+            a, b = peaks[(what, "N")], peaks[(what, "8N")]
             scale = "" if what == "train" else " (test images: half as many)"
-            print(f"{what:5s} peak memory (PSS, process + workers): {a / 2**20:.0f} MiB at {n} images, "
-                  f"{b / 2**20:.0f} MiB at {big}{scale}: growth {100 * (b / a - 1):+.1f}% (goal <= 15%)")
+            print(f"{what:5s} rows:  {n} -> {big} images{scale}: " + _growth(a, b))
+        print(f"train steps: 1 -> 8 epochs of {n} images: " + _growth(peaks[("train", "N")], peaks[("train", "8 epochs")]))
+
+
+def _growth(a: tuple[dict, int], b: tuple[dict, int]) -> str:
+    """Peak memory of two measured runs and its growth from ``a`` to ``b`` (goal <= 15% each)."""
+    (ra, pa), (rb, pb) = a, b
+    parts = [f"PSS of process + workers {pa / 2**20:.0f} -> {pb / 2**20:.0f} MiB ({100 * (pb / pa - 1):+.1f}%)"]
+    for key, name in (("peak_rss", "RSS of the largest process"), ("main_rss", "RSS of the main process")):
+        parts.append(f"{name} {ra[key] / 2**20:.0f} -> {rb[key] / 2**20:.0f} MiB ({100 * (rb[key] / ra[key] - 1):+.1f}%)")
+    return "; ".join(parts) + " (goal <= 15%)"
 
 
 if __name__ == "__main__":

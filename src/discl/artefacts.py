@@ -21,6 +21,7 @@ other files (a method's folder keeps its checkpoint and logs), which are left al
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 from collections.abc import Mapping
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .atomic import fsync_replace, temp_path
@@ -83,11 +85,14 @@ def save_pretrained(folder: Path, kind: str, tensors: Mapping[str, torch.Tensor]
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     meta = {"kind": kind, "format_version": FORMAT_VERSION, "weights": weights, "config": config}
-    text = json.dumps(meta, indent=2, default=list)  # before any file is touched: a bad config fails here
+    json.dumps(meta, default=list)  # before any file is touched: a bad config fails here
     written: dict[str, Path] = {}  # final name -> its temp file, written in full
     try:
         written[weights] = temp_path(folder / weights)
         save_file(state, str(written[weights]))
+        # What later tables (metrics, predictions) record as "made from this model", to tell a retrained one.
+        meta["weights_digest"] = file_digest(written[weights])
+        text = json.dumps(meta, indent=2, default=list)
         for name, data in (files or {}).items():
             written[name] = temp_path(folder / name)
             written[name].write_bytes(data)
@@ -111,13 +116,44 @@ def save_pretrained(folder: Path, kind: str, tensors: Mapping[str, torch.Tensor]
     return folder
 
 
+def file_digest(path: Path) -> str:
+    """A short digest of a file's bytes (read in 1 MiB blocks)."""
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+#: How each kind of saved model is made again when its files are damaged.
+REPAIR = {
+    "classifier": "`discl train RUN` (or `discl compare RUN` for a model under compare/) trains it again",
+    "flyp": "`discl train RUN` (or `discl compare RUN` for a model under compare/) trains it again",
+    "tiny-clip": "delete the folder; `discl score RUN` trains it again",
+    "pixel-diffusion": "delete the folder; `discl generate RUN` trains it again",
+}
+
+
+class DamagedModelError(ValueError):
+    """A saved model's files cannot be read: the message names the file and how to make it again."""
+
+
+def damaged(path: Path, kind: str | None, err: BaseException) -> DamagedModelError:
+    detail = " ".join(str(err).split()) or type(err).__name__
+    repair = REPAIR.get(kind or "", "delete it and run the stage that made it again")
+    return DamagedModelError(f"{path} cannot be read ({detail}): the file is damaged or incomplete; {repair}")
+
+
 def read_meta(folder: Path) -> dict[str, Any]:
     """The metadata of the model in ``folder`` (``kind``, ``format_version``, ``weights``, ``config``); a folder of
     an earlier version is described the same way, with ``legacy`` naming the file it was read from."""
     folder = Path(folder)
     path = folder / META
     if path.exists():
-        meta = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            meta = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as err:
+            raise damaged(path, None, err) from None
         version = meta.get("format_version")
         if not isinstance(version, int) or version > FORMAT_VERSION:
             raise ModelFormatError(f"{path} has format_version {version!r}; this discl reads up to {FORMAT_VERSION}: "
@@ -150,9 +186,23 @@ def has_model(folder: Path, kind: str | None = None) -> bool:
 
 
 def load_weights(folder: Path, meta: dict | None = None) -> dict[str, torch.Tensor]:
-    """The tensors of the model in ``folder`` (safetensors: no pickle)."""
+    """The tensors of the model in ``folder`` (safetensors: no pickle); a damaged file is named, with its repair."""
     meta = meta or read_meta(folder)
-    return load_file(str(Path(folder) / meta["weights"]))
+    path = Path(folder) / meta["weights"]
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        if isinstance(err, FileNotFoundError):
+            raise FileNotFoundError(f"{path} is missing; {REPAIR.get(meta['kind'], 'run the stage that made it again')}") from None
+        raise damaged(path, meta["kind"], err) from None
+
+
+def model_record(folder: Path) -> dict[str, Any]:
+    """What identifies the model in ``folder`` for tables made from it: the digest of its weights and the
+    settings (and input digests) it was trained with."""
+    meta = read_meta(folder)
+    digest = meta.get("weights_digest") or file_digest(Path(folder) / meta["weights"])
+    return {"digest": digest, "settings": meta["config"].get("settings")}
 
 
 def load_pretrained(folder: Path, kind: str | None = None, **options):

@@ -97,10 +97,11 @@ class _Group(click.Group):
 
         from .data.image_folder import DatasetError
         from .llm import LLMError
+        from .registry import PluginError
         from .tables import TableError
 
         known = (ConfigError, DatasetError, TableError, LLMError, LockHeld, FileNotFoundError, ValueError, OSError,
-                 UnpicklingError, SafetensorError)
+                 UnpicklingError, SafetensorError, PluginError)
         try:
             return super().invoke(ctx)
         except known as err:
@@ -302,8 +303,9 @@ def recipes(name):
 def registry(kind):
     """List what the settings can name: curricula, dataset adapters, generator and scorer backends, filters,
     task models and training loggers (discl's own and those of plugins: docs/extending.md), with what each needs and which settings it reads."""
-    from .registry import REGISTRIES
+    from .registry import REGISTRIES, load_plugins
 
+    load_plugins()  # a plugin that does not import is one error line before anything is listed
     for name, reg in REGISTRIES.items():
         if kind not in (None, name):
             continue

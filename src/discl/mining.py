@@ -108,9 +108,14 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.exists():
         raise FileNotFoundError(f"base model weights {path} not found")
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except SafetensorError as err:
+            raise ValueError(f"{path} cannot be read ({' '.join(str(err).split())}): the file is damaged or "
+                             "incomplete; save it again (a base model that `discl mine` trained: delete it and rerun `discl mine`)") from None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any failure here means "not a plain state dict"

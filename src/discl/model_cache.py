@@ -13,6 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .atomic import atomic_write_json
@@ -52,13 +53,19 @@ def train_once(run: RunDir, folder: Path, settings: dict, what: str, train: Call
                load: Callable[[Path], Any], echo=print) -> Any:
     """The model cached in ``folder`` if it was trained with ``settings``, else ``train()``'s. Processes started
     together (shards, ranks) train it once: the others wait on the run's lock named after the folder, then load it."""
-    recover(folder)
-    if not is_current(folder, settings):
-        from .lock import RunLock
+    from .artefacts import DamagedModelError
+    from .lock import RunLock
 
-        with RunLock(run.root, f"model-{folder.name}").acquire(wait=True, on_wait=lambda who: echo(f"waiting for {who} to train {what}")):
-            if not is_current(folder, settings):
-                return train()
+    recover(folder)
+    if is_current(folder, settings):
+        try:
+            return load(folder)
+        except DamagedModelError as err:  # repaired: trained again (the damaged files stay until the new ones are whole)
+            echo(f"warning: {err}; training {what} again")
+            settings_path(folder).unlink(missing_ok=True)
+    with RunLock(run.root, f"model-{folder.name}").acquire(wait=True, on_wait=lambda who: echo(f"waiting for {who} to train {what}")):
+        if not is_current(folder, settings):
+            return train()
     return load(folder)
 
 
@@ -73,11 +80,51 @@ def classifier_settings(cfg: ClassifierConfig, image_size: int, rows: pd.DataFra
     return {"classifier": classifier, "image_size": image_size, "data": fingerprint(rows["sample_id"])}
 
 
-def method_settings(cfg: RunConfig, method: str, train_rows: pd.DataFrame) -> dict:
+def rows_digest(frame: pd.DataFrame, columns: list[str]) -> str:
+    """A short digest of ``columns`` of a table, whatever its row order: hashed from the table's values
+    (pandas' vectorised row hash), never from the image files, so it is cheap at any size."""
+    if frame.empty:
+        return "empty"
+    hashed = np.sort(pd.util.hash_pandas_object(frame[columns].astype(str), index=False).to_numpy())
+    return hashlib.sha1(hashed.tobytes()).hexdigest()[:16]
+
+
+#: What each input digest of a task model stands for, and the command that remakes it when it changed.
+INPUTS = {
+    "real rows": ("the training split (dataset.parquet)", "prepare"),
+    "kept synthetic": ("the kept synthetic images (synthetic.parquet + scores.parquet)", "score"),
+    "hard set": ("the hard samples (hard.parquet)", "mine"),
+}
+
+
+def input_digests(train_rows: pd.DataFrame, synthetic: pd.DataFrame | None = None, hard_ids=None) -> dict[str, str]:
+    """What a method trained on, one digest per input: the real training rows (id, file, label); for methods
+    that use synthetic images, the kept ones (id, the fingerprint of the settings that made the image, its
+    file, label and level: a remade or newly kept or dropped image changes it) and the hard set."""
+    out = {"real rows": rows_digest(train_rows, ["sample_id", "path", "label"])}
+    if synthetic is not None:
+        out["kept synthetic"] = rows_digest(synthetic, ["synthetic_id", "fingerprint", "path", "label", "image_guidance"])
+        hard = sorted(map(str, hard_ids)) if hard_ids is not None else sorted(map(str, set(synthetic["source_id"])))
+        out["hard set"] = hashlib.sha1("\n".join(hard).encode()).hexdigest()[:16]
+    return out
+
+
+def method_settings(cfg: RunConfig, method: str, train_rows: pd.DataFrame, inputs: dict[str, str] | None = None) -> dict:
     """What determines a method's trained weights (besides its held-out sources): compared with a
-    checkpoint before resuming, and with a saved model before evaluating it."""
+    checkpoint before resuming, and with a saved model before evaluating it. ``inputs``: the digests of
+    what it trained on (:func:`input_digests`)."""
     train = {k: v for k, v in asdict(cfg.train).items() if k not in RESULT_NEUTRAL}
-    return {"method": method, "train": train, "image_size": cfg.data.image_size, "data": fingerprint(train_rows["sample_id"])}
+    out = {"method": method, "train": train, "image_size": cfg.data.image_size, "data": fingerprint(train_rows["sample_id"])}
+    return out | ({"inputs": inputs} if inputs is not None else {})
+
+
+def describe_changes(changed: list[str]) -> str:
+    """Changed settings keys in words: an input digest by what it stands for, a setting by its key."""
+    words = []
+    for key in changed:
+        name = key.removeprefix("inputs.")
+        words.append(INPUTS[name][0] if name in INPUTS else key)
+    return ", ".join(dict.fromkeys(words))
 
 
 def changed_keys(saved: dict, current: dict, prefix: str = "") -> list[str]:

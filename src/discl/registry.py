@@ -154,6 +154,10 @@ def _where(target: Any) -> str:
 _plugins_loaded: set[str] = set()
 
 
+class PluginError(ImportError):
+    """A plugin module named in DISCL_PLUGINS does not import."""
+
+
 def load_plugins() -> list[str]:
     """Import the plugin modules named in DISCL_PLUGINS and the ``discl.plugins`` entry points (once each)."""
     names = [m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(",") if m.strip()]
@@ -170,7 +174,9 @@ def load_plugins() -> list[str]:
             try:
                 importlib.import_module(module)
             except ImportError as err:
-                raise ImportError(f"{PLUGINS_ENV} names {module!r}, which cannot be imported: {err}") from err
+                # The command line prints this as one line; the cause stays chained for Python callers.
+                raise PluginError(f"{PLUGINS_ENV} names {module!r}, which cannot be imported: {err}; fix the name "
+                                  f"or unset {PLUGINS_ENV}") from err
     for ep in found:
         if ep.value not in _plugins_loaded:
             _plugins_loaded.add(ep.value)

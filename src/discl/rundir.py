@@ -133,9 +133,14 @@ class RunDir:
     def method_dir(self, method: str) -> Path:
         return self.train / method
 
+    def method_staging(self, method: str) -> Path:
+        """Where `discl train` builds a method's new model; it replaces method_dir once every method is trained."""
+        return self.train / f".{method}.next"
+
     def method_files(self, name: str) -> list[Path]:
-        """The file ``name`` (e.g. TRAIN_LOG) of every trained method that has one, by method name."""
-        return sorted(self.train.glob(f"*/{name}"))
+        """The file ``name`` (e.g. TRAIN_LOG) of every trained method that has one, by method name (not the
+        staging folders of a retrain in progress)."""
+        return sorted(p for p in self.train.glob(f"*/{name}") if not p.parent.name.startswith("."))
 
     def compare_dir(self, task: str) -> Path:
         return self.root / "compare" / task

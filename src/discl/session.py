@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 
 from .atomic import atomic_write_bytes
@@ -27,12 +28,45 @@ def check_run_dir(run: RunDir, creates: bool) -> None:
                           "(no other stage creates a run directory)")
 
 
-def restore(path: Path, content: bytes | None) -> None:
-    """Put back what config.yaml held before the command (atomically), or remove it if there was none."""
-    if content is None:
+def keep_aside(path: Path) -> Path | None:
+    """A second name for ``path``'s current file (a hard link: no new space), so that putting it back after a
+    failure is one rename, which works on a full disk too. None: there is no such file."""
+    if not path.exists():
+        return None
+    aside = path.with_name(f".{path.name}.before")
+    aside.unlink(missing_ok=True)  # left by a command that was killed
+    try:
+        os.link(path, aside)
+    except OSError:  # no hard links here: a copy
+        atomic_write_bytes(aside, path.read_bytes())
+    return aside
+
+
+def put_back(path: Path, aside: Path | None) -> None:
+    """After a failure: the file kept aside goes back to ``path`` (or ``path`` goes, if there was none)."""
+    if aside is None:
         path.unlink(missing_ok=True)
+    else:
+        os.replace(aside, path)
+
+
+#: Stages that may not run beside each other on one run directory: train and compare read the kept synthetic
+#: images that score rewrites, so a model never trains on a kept set that changes under it.
+EXCLUDES = {"train": ("score",), "compare": ("score",), "score": ("train", "compare")}
+
+
+def check_same_data(run: RunDir, config: RunConfig) -> None:
+    """A RunConfig given in Python (``config=``) must have the run's data settings: saved as they are, other
+    ones would make every later stage read another dataset than the run's tables were built from. Only
+    ``prepare`` (which rebuilds the tables from them) takes new ones."""
+    if not run.config.exists():
         return
-    atomic_write_bytes(path, content)
+    saved, given = asdict(load_config(run.root).data), asdict(config.data)
+    changed = [f"data.{k} {saved.get(k)!r} -> {given.get(k)!r}" for k in sorted(set(saved) | set(given)) if saved.get(k) != given.get(k)]
+    if changed:
+        raise ConfigError(f"config= has other data settings than {run.config} ({', '.join(changed[:4])}); use "
+                          f"discl.load_config({str(run.root)!r}) (with overrides=) for this run, or rebuild its tables "
+                          "with discl.prepare(run_dir, config=...) to switch it to that data on purpose")
 
 
 def generate_locks(shard: tuple[int, int]) -> tuple[str, str]:
@@ -53,12 +87,14 @@ def stage_session(run_dir: Path | str, lock: str, *, config: RunConfig | None = 
                   others: str | None = None, saves: bool = True, command: str | None = None) -> Iterator[tuple[RunDir, RunConfig]]:
     """Yield (run, config) for one stage, in this order: check the settings (writing nothing; a given
     ``config`` is used as is, otherwise it is loaded like the CLI loads it), take the stage's lock
-    (and fail if a lock matching ``others`` is held), save config.yaml (unless ``saves`` is False: a
+    (and fail if a lock matching ``others``, or one of a stage it excludes (EXCLUDES), is held), save config.yaml (unless ``saves`` is False: a
     dry run); if the stage fails with an error, config.yaml is put back as it was, so a bad setting
     is never the base of later runs. ``command`` names the holder in the lock file."""
     run = RunDir(Path(run_dir))
     check_run_dir(run, creates)
     cfg = config if config is not None else load_config(run.root if run.root.is_dir() else None, config_file, overrides, recipe)
+    if config is not None and not creates:
+        check_same_data(run, config)
     if not is_main_process():
         yield run, cfg
         return
@@ -66,17 +102,21 @@ def stage_session(run_dir: Path | str, lock: str, *, config: RunConfig | None = 
     run.root.mkdir(parents=True, exist_ok=True)
     try:
         with RunLock(run.root, lock, command):
-            holder = busy(run.root, others) if others else None
-            if holder:
-                raise LockHeld(holder)
-            before = run.config.read_bytes() if run.config.exists() else None
-            if saves:
-                save_config(cfg, run.root)
+            for pattern in (*([others] if others else []), *EXCLUDES.get(lock, ())):
+                holder = busy(run.root, pattern)
+                if holder:
+                    raise LockHeld(holder)
+            aside = keep_aside(run.config) if saves else None
             try:
+                if saves:
+                    save_config(cfg, run.root)
                 yield run, cfg
             except Exception:
-                restore(run.config, before)
+                if saves:
+                    put_back(run.config, aside)
                 raise
+            if aside is not None:
+                aside.unlink(missing_ok=True)
     except LockHeld as held:
         raise LockHeld(busy_message(run, held, lock)) from None
     finally:

@@ -266,11 +266,28 @@ def write_table(frame: pd.DataFrame, path: Path, kind: str, meta: dict | None = 
     return path
 
 
+#: The command that writes each table again when its file is damaged.
+WRITTEN_BY = {"dataset": "prepare", "classes": "prepare", "skipped": "prepare", "hard": "mine", "synthetic": "generate",
+              "scores": "score", "score_summary": "score", "train_log": "train", "curriculum_log": "train",
+              "metrics": "eval", "predictions": "eval", "wilds_metrics": "eval", "compare": "compare"}
+
+
+def damaged_table(path: Path, kind: str, err: BaseException) -> TableError:
+    stage = WRITTEN_BY.get(kind)
+    repair = f"`discl {stage} RUN` writes it again" if stage else "write it again"
+    return TableError(f"{path} cannot be read as a Parquet table ({' '.join(str(err).split())}): the file is damaged "
+                      f"or incomplete; {repair}")
+
+
 def read_table(path: Path, kind: str) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: run the stage that writes the {kind} table first")
-    frame = with_later_columns(pq.read_table(path).to_pandas(), kind)
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as err:
+        raise damaged_table(path, kind, err) from None
+    frame = with_later_columns(table.to_pandas(), kind)
     missing = [n for n in SCHEMAS[kind].names if n not in frame.columns]
     if missing:
         raise TableError(f"{path} is not a {kind} table: it lacks columns {missing}")
@@ -280,7 +297,11 @@ def read_table(path: Path, kind: str) -> pd.DataFrame:
 
 def table_meta(path: Path) -> dict:
     """The ``meta`` a table was written with ({} when none)."""
-    raw = (pq.read_schema(path).metadata or {}).get(META_KEY)
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowException, OSError) as err:
+        raise damaged_table(Path(path), Path(path).stem, err) from None
+    raw = (schema.metadata or {}).get(META_KEY)
     return json.loads(raw) if raw else {}
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..artefacts import model_record
 from ..atomic import atomic_write_text
 from ..generation.store import synthetic_digest
 from ..metrics import BUCKETS
@@ -28,7 +29,7 @@ table.spectrum td { text-align: center; vertical-align: top; font-size: 11px; pa
 td.kept img { outline: 3px solid #2e8b57; } td.dropped img { outline: 3px solid #cd5c5c; opacity: 0.75; }
 td.real img { outline: 3px solid #333; }
 .missing { display: inline-block; min-height: 40px; font-size: 9px; color: #a33; background: #f4f4f4; word-break: break-all; }
-.note { color: #666; font-size: 13px; } .grid { display: inline-block; margin: 0 1.5em 1.5em 0; vertical-align: top; }
+.note { color: #666; font-size: 13px; } .stale { color: #a33; } .grid { display: inline-block; margin: 0 1.5em 1.5em 0; vertical-align: top; }
 figure { display: inline-block; margin: 0.5em; text-align: center; font-size: 12px; }
 """
 
@@ -66,6 +67,65 @@ def choose_grids(hard: pd.DataFrame, limit: int) -> pd.DataFrame:
     order = hard.assign(_key=[stable_seed("report", s) for s in hard["sample_id"]]).sort_values(["label", "_key"])
     order["_rank"] = order.groupby("label").cumcount()
     return order.sort_values(["_rank", "label"]).head(limit).drop(columns=["_key", "_rank"])
+
+
+def describe_model(settings: dict | None) -> str:
+    """A trained model's settings in one short line: what it is and the input digests it recorded."""
+    if not settings:
+        return "settings not recorded"
+    train = settings.get("train", {})
+    c = train.get("classifier", {})
+    parts = [f"task {train.get('task')}", f"model {c.get('model')}", f"loss {c.get('loss')}", f"epochs {c.get('epochs')}",
+             f"batch {c.get('batch_size')}", f"lr {c.get('lr')}", f"seed {c.get('seed')}", f"levels {train.get('levels')}"]
+    parts += [f"{name} {digest}" for name, digest in (settings.get("inputs") or {}).items()]
+    return ", ".join(parts)
+
+
+def current_models(run: RunDir, methods) -> dict[str, dict | None]:
+    """The model now in train/<method>/ for each method (None: none there, or unreadable)."""
+    out: dict[str, dict | None] = {}
+    for method in methods:
+        try:
+            out[method] = model_record(run.method_dir(method))
+        except (OSError, ValueError):
+            out[method] = None
+    return out
+
+
+def provenance(run: RunDir, path: Path, what: str) -> str:
+    """Which models (and settings) made the table at ``path``, when, and whether a model has been retrained or
+    removed since (the table is then older than its inputs: `discl eval` makes it again). ``what``: the
+    warning's subject and verb, e.g. "This table is"."""
+    made = table_meta(path).get("models")
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(path.stat().st_mtime))
+    if made is None:
+        return (f"<p class='note'>{html.escape(path.name)} ({html.escape(when)}) does not record the models it was made "
+                "from (written by an earlier discl): run <code>discl eval</code> to know.</p>")
+    now = current_models(run, made)
+    lines, stale = [], []
+    for method, record in made.items():
+        current = now.get(method)
+        state = "current" if current is not None and current["digest"] == record["digest"] else \
+            "the model has been removed since" if current is None else "retrained since: older than its model"
+        if state != "current":
+            stale.append(method)
+        lines.append(f"<li><b>{html.escape(method)}</b>: train/{html.escape(method)} model {html.escape(record['digest'])} "
+                     f"({html.escape(describe_model(record.get('settings')))}): {html.escape(state)}</li>")
+    warning = (f"<p class='note stale'><b>{html.escape(what)} older than its inputs: {html.escape(', '.join(stale))} "
+               f"retrained or removed after {html.escape(path.name)} was written; run <code>discl eval {html.escape(str(run.root))}</code>."
+               "</b></p>") if stale else ""
+    return warning + (f"<p class='note'>Made by <code>discl eval</code> at {html.escape(when)} ({html.escape(path.name)}) from:</p>"
+                      f"<ul class='note'>{''.join(lines)}</ul>")
+
+
+def training_provenance(run: RunDir) -> str:
+    """Which model each training curve belongs to: the one saved beside its log (same folder, same run)."""
+    methods = [p.parent.name for p in run.method_files(TRAIN_LOG)]
+    items = []
+    for method, record in current_models(run, methods).items():
+        detail = f"model {record['digest']} ({describe_model(record.get('settings'))})" if record else "no saved model (training unfinished)"
+        items.append(f"<li><b>{html.escape(method)}</b>: train/{html.escape(method)}/{TRAIN_LOG}, {html.escape(detail)}</li>")
+    return f"<ul class='note'>{''.join(items)}</ul>" if items else ""
 
 
 def metrics_section(metrics: pd.DataFrame | None) -> str:
@@ -199,10 +259,13 @@ def build_report(run: RunDir, out_path: Path | None = None, opts: ReportOptions 
     logs = [read_table(p, "train_log") for p in run.method_files(TRAIN_LOG)]
     logs_frame = pd.concat(logs, ignore_index=True) if logs else None
 
-    sections = [("Results", metrics_section(metrics))]
+    results = metrics_section(metrics)
+    if metrics is not None:
+        results = provenance(run, run.metrics, "This table is") + results
+    sections = [("Results", results)]
     wilds = _maybe(run.wilds_metrics, "wilds_metrics")
     if wilds is not None and len(wilds):
-        sections.append(("WILDS metrics", wilds_section(wilds)))
+        sections.append(("WILDS metrics", provenance(run, run.wilds_metrics, "This table is") + wilds_section(wilds)))
     counts = {str(split): int(n) for split, n in dataset.groupby("split").size().items()}
     overview = pd.DataFrame(
         {"item": ["classes", *(f"{k} images" for k in sorted(counts)), "hard samples", "synthetic images", "kept by the filter"],
@@ -214,13 +277,19 @@ def build_report(run: RunDir, out_path: Path | None = None, opts: ReportOptions 
     if hard is not None and synthetic is not None and len(synthetic):
         sections.append(("Spectra of hard samples", spectrum_section(run, hard, synthetic, scores, opts)))
     if scores is not None and synthetic is not None and len(scores):
-        recorded = table_meta(run.scores).get("synthetic")
+        meta = table_meta(run.scores)
+        recorded = meta.get("synthetic")
         stale = recorded is not None and recorded != synthetic_digest(synthetic)
-        thresholds = _thresholds(run)
+        filters = meta.get("filters")
+        thresholds = _thresholds(run, filters)
+        made = ", ".join(f"score.{k} {v}" for k, v in filters.items()) if filters else "filter settings not recorded"
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.scores.stat().st_mtime))
         sections.append((
             "What the filter kept",
-            (f"<p class='note'><b>{html.escape(run.scores.name)} scores other synthetic images than {html.escape(run.synthetic.name)} "
-             f"(generate has remade some since): run <code>discl score</code>.</b></p>" if stale else "")
+            f"<p class='note'>Made by <code>discl score</code> at {html.escape(when)} ({html.escape(run.scores.name)}, "
+            f"synthetic images {html.escape(str(recorded))}): {html.escape(made)}.</p>"
+            + (f"<p class='note stale'><b>{html.escape(run.scores.name)} scores other synthetic images than {html.escape(run.synthetic.name)} "
+               f"(generate has remade some since): run <code>discl score</code>.</b></p>" if stale else "")
             + _figure(plots.similarity_histograms(scores, thresholds), "similarity histograms per level")
             + summary_tables(run, score_summary, recorded),
         ))
@@ -232,9 +301,12 @@ def build_report(run: RunDir, out_path: Path | None = None, opts: ReportOptions 
             if len(scored) and scored["smoothed"].notna().any():
                 body += f"<h3>{html.escape(path.parent.name)}: progress per level at each stage end</h3>" + _figure(
                     plots.progress_per_level(scored), "progress per level")
-        sections.append(("Curriculum", body))
-        sections.append(("Training", _figure(plots.training_curves(logs_frame), "training curves")))
-    sections.append(("Where DisCL helps", qualitative_section(run, predictions, dataset, classes, opts)))
+        sections.append(("Curriculum", training_provenance(run) + body))
+        sections.append(("Training", training_provenance(run) + _figure(plots.training_curves(logs_frame), "training curves")))
+    examples = qualitative_section(run, predictions, dataset, classes, opts)
+    if predictions is not None:
+        examples = provenance(run, run.predictions, "These examples are") + examples
+    sections.append(("Where DisCL helps", examples))
 
     nav = " · ".join(f"<a href='#s{i}'>{html.escape(t)}</a>" for i, (t, _) in enumerate(sections))
     body = "".join(f"<h2 id='s{i}'>{html.escape(t)}</h2>{b}" for i, (t, b) in enumerate(sections))
@@ -246,10 +318,13 @@ def build_report(run: RunDir, out_path: Path | None = None, opts: ReportOptions 
     return atomic_write_text(out_path, page)
 
 
-def _thresholds(run: RunDir) -> dict[str, float]:
+def _thresholds(run: RunDir, filters: dict | None = None) -> dict[str, float]:
+    """The thresholds the scores were filtered with (as recorded with them; else the run's settings)."""
     from ..config import load_config
 
-    cfg = load_config(run.root).score
+    if filters is None:
+        cfg = load_config(run.root).score
+        filters = {"text_threshold": cfg.text_threshold, "image_threshold": cfg.image_threshold}
     # A filter that is off (image_threshold null, as in both recipes) draws no threshold line.
-    drawn = {"text_sim": cfg.text_threshold, "image_sim": cfg.image_threshold}
+    drawn = {"text_sim": filters.get("text_threshold"), "image_sim": filters.get("image_threshold")}
     return {column: value for column, value in drawn.items() if value is not None}

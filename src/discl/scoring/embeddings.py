@@ -34,6 +34,7 @@ class EmbeddingStore:
         self.folder = Path(folder)
         recover(self.folder)  # a crash between commit's two renames left the vectors aside
         self.key = key
+        self.echo = echo
         self.scorer = scorer  # what the key stands for, saved so that a later run can say what changed
         self.staging = self.folder.with_name(self.folder.name + ".next")
         keys = {f: (_meta(f) or {}).get("key") for f in (self.folder, self.staging)}
@@ -77,7 +78,11 @@ class EmbeddingStore:
             ids: list[str] = []
             blocks = []
             for shard in self._shards(kind):
-                table = pq.read_table(shard)
+                try:
+                    table = pq.read_table(shard)
+                except (pa.ArrowException, OSError) as err:
+                    self._set_aside(shard, err)
+                    continue
                 column = table.column("embedding").combine_chunks()
                 dim = column.type.list_size
                 ids.extend(table.column("id").to_pylist())
@@ -85,6 +90,14 @@ class EmbeddingStore:
             matrix = np.concatenate(blocks).astype(np.float32, copy=False) if blocks else np.zeros((0, 0), np.float32)
             self._cache[kind] = (ids, matrix)
         return self._cache[kind]
+
+    def _set_aside(self, shard: Path, err: BaseException) -> None:
+        """A shard that cannot be read (truncated, overwritten) is renamed out of the store: the vectors it held
+        count as missing, so `discl score` embeds them again (``--rescore`` says to run it)."""
+        damaged = shard.with_name(shard.name + ".damaged")
+        shard.replace(damaged)
+        self.echo(f"warning: {shard} cannot be read ({' '.join(str(err).split())}); set aside as {damaged.name}, "
+                  "its vectors are embedded again")
 
     def missing(self, kind: str, ids: Sequence[str]) -> list[str]:
         have = set(self.load(kind)[0])
@@ -101,7 +114,8 @@ class EmbeddingStore:
         dim = vectors.shape[1]
         embedding = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim)
         table = pa.table({"id": pa.array(list(ids), pa.string()), "embedding": embedding})
-        index = len(self._shards(kind))
+        shards = self._shards(kind)
+        index = int(shards[-1].stem.rsplit("-", 1)[1]) + 1 if shards else 0  # after the last, if one was set aside
         path = folder / f"{kind}-{index:05d}.parquet"
         with atomic_path(path) as tmp:
             pq.write_table(table, tmp)

@@ -14,6 +14,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from ..artefacts import model_record
 from ..atomic import atomic_write_text
 from ..config import RunConfig
 from ..data import load_dataset_tables
@@ -21,6 +22,7 @@ from ..data.rows import ImageRows
 from ..metrics import BUCKETS, bucket_accuracy
 from ..rundir import RunDir
 from ..tables import write_table
+from ..training import ddp
 from ..training.loggers import check_installed
 from ..training.methods import load_inputs, train_method
 from ..training.stream import predict_rows
@@ -50,12 +52,16 @@ def run_compare(run: RunDir, cfg: RunConfig, methods: list[str], seeds: list[int
     id_images = ImageRows.from_frame(id_rows, run.resolve_all)
     inputs = load_inputs(run, cfg, methods, echo)
     rows = []
+    models = {}  # what each row was measured on (the digest of its weights, its settings and input digests)
     for seed in seeds:  # seed outermost: an interrupted comparison still has every row for the first seeds
         for loss in loss_names:
             for method in methods:
                 c = _with_loss(cfg, loss)
                 c.train.classifier.seed = seed
-                log, task = train_method(run, c, method, inputs, run.compare_method_dir(cfg.train.task, loss, seed, method), echo, progress)
+                folder = run.compare_method_dir(cfg.train.task, loss, seed, method)
+                log, task = train_method(run, c, method, inputs, folder, echo, progress)
+                if ddp.is_main():  # rank 0 saved it
+                    models[f"{loss}/seed{seed}/{method}"] = model_record(folder)
                 pred = predict_rows([task], test_images, cfg.eval)[0].pred
                 val_acc = 100 * log[-1]["val_acc"]
                 seconds = sum(r["seconds"] + r.get("eval_seconds", 0.0) for r in log)
@@ -69,7 +75,7 @@ def run_compare(run: RunDir, cfg: RunConfig, methods: list[str], seeds: list[int
     # the loss each row trained with, as the task type names it (FLYP: its CLIP loss whatever classifier.loss says)
     labels = {loss: task_type(cfg.train.task).loss_label(_with_loss(cfg, loss)) for loss in loss_names}
     frame["loss"] = frame["loss"].map(labels)
-    write_table(frame, run.compare_results(cfg.train.task), "compare")
+    write_table(frame, run.compare_results(cfg.train.task), "compare", meta={"models": models})
     table = compare_table(frame)
     atomic_write_text(run.compare_table(cfg.train.task), table + "\n")
     echo(table)

@@ -12,14 +12,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..artefacts import model_kind, read_meta
+from ..artefacts import model_kind, model_record, read_meta
 from ..config import RunConfig
 from ..data import load_dataset_tables
 from ..data.rows import ImageRows
 from ..metrics import bucket_accuracy, paper_table
-from ..model_cache import changed_keys, method_settings
+from ..model_cache import changed_keys, describe_changes, method_settings
 from ..rundir import RunDir
 from ..tables import write_table
+from ..training.methods import TrainInputs, load_inputs
 from ..training.stream import Predictions, predict_rows
 from ..training.task_registry import task_kinds, task_type_of_kind
 
@@ -49,17 +50,20 @@ def load_task(folder: Path):
     return loader.load(folder)
 
 
-def check_current(run: RunDir, cfg: RunConfig, method: str, train_rows: pd.DataFrame) -> None:
-    """Refuse a model trained with other settings than the run's (e.g. a retrain that was interrupted)."""
+def check_current(run: RunDir, cfg: RunConfig, method: str, inputs: TrainInputs) -> None:
+    """Refuse a model trained with other settings than the run's (e.g. a retrain that was interrupted), or on
+    other inputs than the run now holds (e.g. `discl score` kept other images since): it would be reported as current."""
     saved = saved_meta(run.method_dir(method)).get("settings")
     if saved is None:
         return
     saved = {k: v for k, v in saved.items() if k != "held_out"}
-    current = json.loads(json.dumps(method_settings(cfg, method, train_rows), default=str))
+    # A model saved before input digests were recorded is compared on its settings only.
+    digests = inputs.digests(method) if "inputs" in saved else None
+    current = json.loads(json.dumps(method_settings(cfg, method, inputs.train_rows, digests), default=str))
     changed = changed_keys(saved, current)
     if changed:
-        raise ValueError(f"{run.method_dir(method)} holds a model trained with other settings (changed: "
-                         f"{', '.join(changed[:5])}); run `discl train {run.root}` first")
+        raise ValueError(f"{run.method_dir(method)} holds a model trained on other inputs or settings than the run's "
+                         f"(changed: {describe_changes(changed[:5])}); run `discl train {run.root}` first")
 
 
 def predict_split(run: RunDir, cfg: RunConfig, tasks: dict, rows: pd.DataFrame, split: str, echo=print) -> dict[str, Predictions]:
@@ -106,10 +110,11 @@ def run_eval(run: RunDir, cfg: RunConfig, echo=print, write: bool = True) -> pd.
     methods = trained_methods(run, cfg)
     if not methods:
         raise FileNotFoundError(f"no trained model under {run.train}: run `discl train` first")
-    train_rows = dataset[dataset["split"] == "train"]
+    inputs = load_inputs(run, cfg, methods, echo=lambda *_: None)
     for method in methods:
-        check_current(run, cfg, method, train_rows)
+        check_current(run, cfg, method, inputs)
     tasks = {m: load_task(run.method_dir(m)) for m in methods}
+    made_from = {"models": {m: model_record(run.method_dir(m)) for m in methods}}
     predictions = predict_split(run, cfg, tasks, test_rows, "test", echo)
     labels = test_rows["label"].to_numpy(dtype=np.int64)
     rows, tables = [], []
@@ -120,8 +125,8 @@ def run_eval(run: RunDir, cfg: RunConfig, echo=print, write: bool = True) -> pd.
                                     "pred_label": result.pred, "p_true": result.p_true}))
     metrics = pd.DataFrame(rows)
     if write:
-        write_table(metrics, run.metrics, "metrics")
-        write_table(pd.concat(tables, ignore_index=True), run.predictions, "predictions")
+        write_table(metrics, run.metrics, "metrics", meta=made_from)
+        write_table(pd.concat(tables, ignore_index=True), run.predictions, "predictions", meta=made_from)
     if cfg.data.name == "iwildcam":
         run_wilds_eval(run, cfg, dataset, tasks, {"test": predictions}, echo, write)
     echo(paper_table(metrics))
@@ -146,5 +151,5 @@ def run_wilds_eval(run: RunDir, cfg: RunConfig, dataset: pd.DataFrame, tasks: di
             echo(f"{method} {split}: macro F1 {100 * results['F1-macro_all']:.2f}, accuracy {100 * results['acc_avg']:.2f}")
     frame = pd.DataFrame(rows, columns=["method", "split", "metric", "value"])
     if write:
-        write_table(frame, run.wilds_metrics, "wilds_metrics")
+        write_table(frame, run.wilds_metrics, "wilds_metrics", meta={"models": {m: model_record(run.method_dir(m)) for m in tasks}})
     return frame

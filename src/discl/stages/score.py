@@ -6,6 +6,8 @@ thresholds from the saved vectors without loading any model."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
@@ -25,7 +27,10 @@ from ..scoring.run_scorer import TEXT_SOURCES, ensure_scorer, filter_captions, s
 from ..scoring.summary import score_summary
 from ..tables import read_table, write_table
 
-CHUNK = 2048  # synthetic images embedded (and saved) per step: the unit of resumption
+CHUNK = 2048
+# The score.* settings that decide which images are kept (recorded with scores.parquet, shown by the report).
+FILTER_KEYS = ("text_threshold", "image_threshold", "image_max", "confident_wrong", "too_easy", "max_per_class", "text_source",
+               "caption_template")  # synthetic images embedded (and saved) per step: the unit of resumption
 
 
 def summary_path(run: RunDir):
@@ -156,7 +161,8 @@ def run_score(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True, re
     # 4. Filters, the scores table and the summary per class and level.
     filtered = run_filters(scores, rules, cap)
     scores = filtered.scores
-    write_table(scores, run.scores, "scores", meta={"synthetic": synthetic_digest(synthetic), "scorer": settings})
+    write_table(scores, run.scores, "scores", meta={"synthetic": synthetic_digest(synthetic), "scorer": settings,
+                                                    "filters": {k: v for k, v in asdict(s).items() if k in FILTER_KEYS}})
     write_synthetic_metadata(run, synthetic, scores)  # the imagefolder metadata says which images were kept
     summary = score_summary(scores, filtered.dropped, dict(zip(classes["label"].astype(int), classes["class_name"])))
     # The same digest as the scores': the report tells a summary of other scores from theirs.

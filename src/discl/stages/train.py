@@ -1,5 +1,6 @@
 """Stage `train`: the task model for each method (baselines and DisCL curricula), resumable; each method
-trains as training/methods.py says."""
+trains as training/methods.py says. A model records digests of what it trained on (model_cache.input_digests):
+when the kept synthetic images, the hard set or the real rows change, the methods that read them retrain."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pandas as pd
 
 from ..config import RunConfig
 from ..rundir import RunDir
+from ..swap import recover, replace_folder
 from ..training import ddp
 from ..training.callbacks import Callback
 from ..training.loggers import check_installed
@@ -16,14 +18,22 @@ from ..training.methods import load_inputs, train_method
 
 
 def run_train(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True, callbacks: Sequence[Callback] = ()) -> pd.DataFrame:
+    """Every method trains into its staging folder (train/.<method>.next/, where an interrupted run resumes);
+    only when all have finished do they replace the models in use, so a failure leaves every method's model
+    as it was, consistent with the config.yaml the session puts back."""
     t = cfg.train
     check_installed(t.loggers)  # before any work
     inputs = load_inputs(run, cfg, t.methods, echo)
     logs = []
     for method in t.methods:
-        log, _ = train_method(run, cfg, method, inputs, run.method_dir(method), echo, progress, callbacks=callbacks)
+        recover(run.method_dir(method))
+        log, _ = train_method(run, cfg, method, inputs, run.method_staging(method), echo, progress, callbacks=callbacks,
+                              current=run.method_dir(method))
         logs.append(pd.DataFrame(log))
         echo(f"train {method}: {len(log)} epochs, final val accuracy {100 * log[-1]['val_acc']:.2f}%")
+    if ddp.is_main():
+        for method in t.methods:
+            replace_folder(run.method_staging(method), run.method_dir(method))
     return pd.concat(logs, ignore_index=True)
 
 

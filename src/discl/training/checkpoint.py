@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from ..atomic import atomic_path
@@ -39,10 +39,26 @@ def save_checkpoint(path: Path, module: torch.nn.Module, optimizer: torch.optim.
     return path
 
 
+class DamagedCheckpoint(ValueError):
+    """A checkpoint file that cannot be read (truncated, overwritten): the message names it."""
+
+
+def checkpoint_meta(path: Path) -> dict:
+    """The JSON state of a checkpoint, from the file's header only (no tensor is read)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return json.loads(f.metadata()["state"])
+    except (SafetensorError, ValueError, KeyError, TypeError) as err:
+        raise DamagedCheckpoint(f"{path} cannot be read ({' '.join(str(err).split())})") from None
+
+
 def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
-    with safe_open(str(path), framework="pt") as f:
-        meta = json.loads(f.metadata()["state"])
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads(f.metadata()["state"])
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, ValueError, KeyError, TypeError) as err:
+        raise DamagedCheckpoint(f"{path} cannot be read ({' '.join(str(err).split())})") from None
     return tensors, meta
 
 

@@ -27,10 +27,11 @@ from ..atomic import atomic_path, atomic_write_text
 from ..config import ClassifierConfig, TrainRuntime
 from ..curricula import Curriculum, Stage
 from ..data.rows import ImageRows
+from ..model_cache import changed_keys, describe_changes
 from ..seeding import stable_seed
 from . import ddp
 from .callbacks import Callback, CallbackList, RunInfo
-from .checkpoint import load_checkpoint, restore, save_checkpoint
+from .checkpoint import DamagedCheckpoint, load_checkpoint, restore, save_checkpoint
 from .device import autocast, grad_scaler, resolve_device, rng_states, set_rng_states, to_device
 from .microbatch import global_loss_step, no_sync, step_plan, take
 from .optim import create_optimizer, lr_at
@@ -42,7 +43,7 @@ CHECKPOINT, METRICS, CURRICULUM_LOG, BEST = rundir.CHECKPOINT, rundir.METRICS_LI
 NAMED_SKIPS = 5  # unreadable files named per process in a log line or an error
 
 
-class SkippedImagesError(RuntimeError):
+class SkippedImagesError(ValueError):
     pass
 
 
@@ -156,9 +157,15 @@ class Trainer:
     def resume(self) -> None:
         if self.checkpoint is None or not self.checkpoint.exists():
             return
-        tensors, meta = load_checkpoint(self.checkpoint)
+        try:
+            tensors, meta = load_checkpoint(self.checkpoint)
+        except DamagedCheckpoint as err:
+            self.echo(f"warning: {self.method}: {err}; training from the start")
+            return
         if meta.get("settings") != self.settings:
-            self.echo(f"{self.method}: the settings changed since {self.checkpoint} was written; training from the start")
+            changed = describe_changes(changed_keys(meta.get("settings") or {}, self.settings)[:5])
+            self.echo(f"{self.method}: the settings changed since {self.checkpoint} was written ({changed}); "
+                      "training from the start")
             return
         set_rng_states(restore(tensors, meta, self.task.module, self.optimizer), self.device)
         self.state.load(meta["run"])

@@ -8,6 +8,9 @@ training loop streams the files (training/loop.py)."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,12 +18,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from safetensors import SafetensorError
 
 from ..config import RunConfig
 from ..curricula import Curriculum, CurriculumValidation, create_curriculum, uses_synthetic, uses_validation
 from ..data import load_dataset_tables
-from ..model_cache import method_settings
-from ..rundir import TRAIN_LOG, RunDir
+from ..model_cache import changed_keys, describe_changes, input_digests, method_settings
+from ..rundir import CHECKPOINT, TRAIN_LOG, RunDir
 from ..scoring.run_scorer import scores_match
 from ..seeding import stable_seed
 from ..tables import read_table, write_table
@@ -88,6 +92,13 @@ class TrainInputs:
     synthetic: pd.DataFrame | None
     test_rows: pd.DataFrame | None = None  # the rows train.select = "best-test" / "best-id-val" chooses on
     hard_ids: set[str] | None = None  # only for train.curriculum.stage_real = "non-hard" / "unreplaced"
+    hard_set: set[str] | None = None  # the hard samples (hard.parquet), recorded with methods that use synthetic images
+
+    def digests(self, method: str) -> dict[str, str]:
+        """The digests of what ``method`` trains on (model_cache.input_digests): a real-only method's
+        depend on the real rows only, so a new filter or hard set leaves it current."""
+        synthetic = self.synthetic if uses_synthetic(method) else None
+        return input_digests(self.train_rows, synthetic, self.hard_set)
 
     @property
     def class_counts(self) -> torch.Tensor:
@@ -115,14 +126,16 @@ def load_inputs(run: RunDir, cfg: RunConfig, methods: list[str], echo=print) -> 
     test_rows = dataset[dataset["split"] == select_split].reset_index(drop=True) if select_split else None
     if test_rows is not None and test_rows.empty:
         raise ValueError(f"train.select = {cfg.train.select} needs the {select_split} split, and this dataset has none")
-    hard_ids = None
-    if cfg.train.curriculum.stage_real == "unreplaced" and synthetic is not None:
-        # The reference's iWildCam code: a hard sample whose every synthetic image was filtered out keeps its real image.
-        hard_ids = set(synthetic["source_id"])
-    elif cfg.train.curriculum.stage_real == "non-hard" and synthetic is not None:
+    hard_ids, hard_set = None, None
+    if synthetic is not None:
         hard = read_table(run.hard, "hard") if run.hard.exists() else None
-        hard_ids = set(hard["sample_id"]) if hard is not None else set(synthetic["source_id"])
-    return TrainInputs(classes, train_rows, val_rows, synthetic, test_rows, hard_ids)
+        hard_set = set(hard["sample_id"]) if hard is not None else set(synthetic["source_id"])
+        if cfg.train.curriculum.stage_real == "unreplaced":
+            # The reference's iWildCam code: a hard sample whose every synthetic image was filtered out keeps its real image.
+            hard_ids = set(synthetic["source_id"])
+        elif cfg.train.curriculum.stage_real == "non-hard":
+            hard_ids = hard_set
+    return TrainInputs(classes, train_rows, val_rows, synthetic, test_rows, hard_ids, hard_set)
 
 
 def epoch_entries(epoch_length: str, real_entries: int, batch_size: int) -> int | None:
@@ -180,6 +193,39 @@ def build_method_data(run: RunDir, cfg: RunConfig, method: str, inputs: TrainInp
     return pool, validation, exclude
 
 
+def checkpoint_settings(folder: Path) -> dict | None:
+    """The settings the checkpoint in ``folder`` was written under (None: no readable checkpoint); reads the header only."""
+    from .checkpoint import checkpoint_meta
+
+    try:
+        return checkpoint_meta(Path(folder) / CHECKPOINT).get("settings")
+    except (OSError, ValueError, SafetensorError):
+        return None
+
+
+def adopt_checkpoint(current: Path, out_dir: Path, settings: dict, method: str, echo=print) -> None:
+    """Start ``out_dir`` (a staging folder) from the files of ``current`` when its checkpoint was written under
+    ``settings`` and ``out_dir``'s was not: a finished model is then not retrained, an interrupted one resumes.
+    Files are hard-linked, not copied: every write replaces a file by a new one (atomic.py), never edits it."""
+    wanted = json.loads(json.dumps(settings, default=str))
+    if not ddp.is_main() or checkpoint_settings(out_dir) == wanted:
+        return
+    used = checkpoint_settings(current)
+    if used != wanted:
+        if used is not None:
+            changed = describe_changes(changed_keys(used, wanted)[:5])
+            echo(f"{method}: the settings or inputs changed since {current} was trained ({changed}); training it again")
+        return
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir(parents=True)
+    for path in Path(current).iterdir():
+        if path.is_file():
+            try:
+                os.link(path, out_dir / path.name)
+            except OSError:  # a file system without hard links
+                shutil.copy2(path, out_dir / path.name)
+
+
 @dataclass
 class MethodPlan:
     """Everything that decides which rows each epoch of a method trains on, built one way for `discl train`
@@ -212,17 +258,24 @@ def plan_method(run: RunDir, cfg: RunConfig, method: str, inputs: TrainInputs) -
 
 
 def train_method(run: RunDir, cfg: RunConfig, method: str, inputs: TrainInputs, out_dir: Path,
-                 echo=print, progress: bool = True, stop_after: int | None = None, callbacks: Sequence[Callback] = ()):
+                 echo=print, progress: bool = True, stop_after: int | None = None, callbacks: Sequence[Callback] = (),
+                 current: Path | None = None):
     """Train one method into ``out_dir`` (checkpoint, metrics.jsonl, curriculum_log.parquet, log.parquet, model).
-    ``callbacks`` (training/callbacks.py) are told of the run's events; train.loggers are added to them."""
+    ``callbacks`` (training/callbacks.py) are told of the run's events; train.loggers are added to them.
+    ``current``: the folder of the method's model now in use, when ``out_dir`` is where its replacement is built;
+    a checkpoint there written under the same settings is taken over (see :func:`adopt_checkpoint`)."""
     t = cfg.train
     plan = plan_method(run, cfg, method, inputs)
     kind = task_type(t.task)
     spec = task_spec(run, cfg, inputs)
     task = kind.build(spec)
     start = kind.before_training(task, cfg)
-    settings = method_settings(cfg, method, inputs.train_rows) | {"held_out": plan.held_out}
-    callbacks = [*callbacks, *create_loggers(cfg, run, method, out_dir)]
+    settings = method_settings(cfg, method, inputs.train_rows, inputs.digests(method)) | {"held_out": plan.held_out}
+    if current is not None and t.resume:
+        adopt_checkpoint(current, Path(out_dir), settings, method, echo)
+        ddp.barrier()  # rank 0 linked the files every rank resumes from
+    # Loggers name the run after the method's folder, not the staging folder it is built in.
+    callbacks = [*callbacks, *create_loggers(cfg, run, method, Path(current) if current is not None else out_dir)]
     log = train_with_curriculum(task, t.classifier, t, plan.curriculum, plan.train_data(len(inputs.classes)), method,
                                 progress, sampling=plan.sampling, out_dir=out_dir, settings=settings, resume=t.resume,
                                 stop_after=stop_after, echo=echo, callbacks=callbacks)

@@ -12,6 +12,7 @@ predictions (curriculum decisions then agree everywhere)."""
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -31,14 +32,27 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def resolve_workers(num_workers: int | None) -> int:
+def resolve_workers(num_workers: int | None, n_rows: int | None = None) -> int:
     """DataLoader workers of this process: as given, or the usable cores shared by the processes torchrun
-    started on this machine."""
-    if num_workers is not None:
-        if num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
-        return num_workers
-    return max(1, usable_cores() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+    started on this machine. A count given above what can be used (more than this process's share of the
+    cores, or than there are rows to read) is lowered to it, with one line saying so."""
+    share = max(1, usable_cores() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+    if num_workers is None:
+        return share if n_rows is None else max(0, min(share, n_rows))
+    if num_workers < 0:
+        raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+    cap = share if n_rows is None else max(0, min(share, n_rows))
+    if num_workers > cap:
+        message = (f"note: {num_workers} data loader workers asked for; using {cap} ({share} usable cores per process"
+                   + (f", {n_rows} rows to read" if n_rows is not None else "") + ")")
+        if message not in _said:
+            _said.add(message)
+            print(message, file=sys.stderr)
+        return cap
+    return num_workers
+
+
+_said: set[str] = set()  # notes already printed by this process
 
 
 @dataclass
@@ -61,7 +75,7 @@ class ImageStream:
         self.rows, self.device, self.runtime = rows, device, runtime
         self.dataset = ImageDataset(rows, transforms, augment)
         self.sampler = RankBatches(ddp.rank(), ddp.world_size())
-        workers = resolve_workers(runtime.num_workers)
+        workers = resolve_workers(runtime.num_workers, len(rows))
         self.loader = torch.utils.data.DataLoader(
             self.dataset, batch_sampler=self.sampler, num_workers=workers, pin_memory=device.type == "cuda",
             persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None,
