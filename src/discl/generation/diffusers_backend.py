@@ -22,6 +22,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -74,7 +75,50 @@ class DiffusersOptions:
     level_scale: str = "strength"  # what a level means: the pipeline's strength, or SD's noise at it (levels.py)
 
 
-class DiffusersImg2Img(LevelsMixin):
+class PipelineImg2Img(LevelsMixin):
+    """What every diffusers family's generator shares: its options checked, the pipeline's device, the working
+    size (rounded down to the family's multiple) and the source images resized to it. Subclasses set ``pipe``,
+    ``options`` and ``multiple`` and call :meth:`_check_options`."""
+
+    pipe: Any
+    options: DiffusersOptions
+    multiple: int
+
+    def _check_options(self) -> None:
+        if self.options.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.options.steps}")
+        if self.options.vae_batch_size < 1:
+            raise ValueError(f"vae_batch_size must be >= 1, got {self.options.vae_batch_size}")
+
+    @property
+    def device(self) -> torch.device:
+        return self.pipe._execution_device
+
+    @property
+    def steps(self) -> int:
+        return self.options.steps
+
+    @property
+    def level_scale(self) -> str:
+        return self.options.level_scale
+
+    def size_for(self, height: int, width: int) -> tuple[int, int]:
+        """(height, width) the model works at for an input of this size."""
+        w, h = self.options.resize or (width, height)
+        w, h = working_size(w, h, self.multiple)
+        return h, w
+
+    def _prepare_images(self, images: torch.Tensor) -> torch.Tensor:
+        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be uint8 (B, 3, H, W), got {images.dtype} {tuple(images.shape)}")
+        x = images.float() / 255.0
+        size = self.size_for(*images.shape[-2:])
+        if tuple(x.shape[-2:]) != size:
+            x = F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+        return x
+
+
+class DiffusersImg2Img(PipelineImg2Img):
     """Generator protocol over a ``StableDiffusionImg2ImgPipeline`` or ``StableDiffusionXLImg2ImgPipeline``."""
 
     def __init__(self, pipe, name: str, options: DiffusersOptions | None = None):
@@ -94,27 +138,11 @@ class DiffusersImg2Img(LevelsMixin):
         self.multiple = pipe.vae_scale_factor * self.entry.latent_multiple
         self._prompts: OrderedDict[str, tuple] = OrderedDict()
         self._posteriors: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
-        if self.options.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.options.steps}")
-        if self.options.vae_batch_size < 1:
-            raise ValueError(f"vae_batch_size must be >= 1, got {self.options.vae_batch_size}")
-
-    # properties of the wrapped pipeline
-    @property
-    def device(self) -> torch.device:
-        return self.pipe._execution_device
+        self._check_options()
 
     @property
     def dtype(self) -> torch.dtype:
         return self.pipe.unet.dtype
-
-    @property
-    def steps(self) -> int:
-        return self.options.steps
-
-    @property
-    def level_scale(self) -> str:
-        return self.options.level_scale
 
     # levels (families/base.py): the pipeline denoises int(steps * strength) steps
     def start_index(self, strength: float) -> int:
@@ -129,22 +157,6 @@ class DiffusersImg2Img(LevelsMixin):
         alphas = scheduler.alphas_cumprod
         starts = [scheduler.timesteps[k * scheduler.order] for k in range(self.steps)]  # as _timesteps starts
         return [sigma_of_alpha_bar(float(alphas[int(round(float(t)))])) for t in starts]
-
-    def size_for(self, height: int, width: int) -> tuple[int, int]:
-        """(height, width) the model works at for an input of this size."""
-        w, h = self.options.resize or (width, height)
-        w, h = working_size(w, h, self.multiple)
-        return h, w
-
-    # step 1: inputs
-    def _prepare_images(self, images: torch.Tensor) -> torch.Tensor:
-        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"images must be uint8 (B, 3, H, W), got {images.dtype} {tuple(images.shape)}")
-        x = images.float() / 255.0
-        size = self.size_for(*images.shape[-2:])
-        if tuple(x.shape[-2:]) != size:
-            x = F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
-        return x
 
     # step 2: prompts, each encoded once, alone (so its embedding never depends on a batch)
     @torch.no_grad()

@@ -17,16 +17,14 @@ from collections import OrderedDict
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from diffusers.utils.torch_utils import randn_tensor
 
 from ..base import check_request
-from ..diffusers_backend import DiffusersOptions, _diffusers_errors_only, working_size
+from ..diffusers_backend import DiffusersOptions, PipelineImg2Img, _diffusers_errors_only
 from . import FlowHooks, family_of
-from .base import LevelsMixin
 
 
-class FlowImg2Img(LevelsMixin):
+class FlowImg2Img(PipelineImg2Img):
     """Generator protocol over a flow-matching img2img pipeline; ``hooks`` (the family's module, a FlowHooks)
     encode prompts, set the schedule as the pipeline does and unpack its latents."""
 
@@ -41,23 +39,12 @@ class FlowImg2Img(LevelsMixin):
         self.multiple = pipe.vae_scale_factor * self.entry.latent_multiple
         self._prompts: OrderedDict[str, dict] = OrderedDict()
         self._posteriors: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
-        if self.options.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.options.steps}")
-        if self.options.vae_batch_size < 1:
-            raise ValueError(f"vae_batch_size must be >= 1, got {self.options.vae_batch_size}")
+        self._check_options()
         if self.options.negative_prompt and self.entry.guidance != "classifier-free":
             raise ValueError(f"generate.negative_prompt: the {self.entry.name} family takes no negative prompt "
                              f"(its guidance is {self.entry.guidance}); set it to \"\"")
 
     # -- the pipeline's strength rule: init = steps * strength (a float), start = int(steps - init)
-    @property
-    def steps(self) -> int:
-        return self.options.steps
-
-    @property
-    def level_scale(self) -> str:
-        return self.options.level_scale
-
     def start_index(self, strength: float) -> int:
         return int(max(self.steps - min(self.steps * strength, self.steps), 0))
 
@@ -71,26 +58,8 @@ class FlowImg2Img(LevelsMixin):
 
     # -- the Generator protocol
     @property
-    def device(self) -> torch.device:
-        return self.pipe._execution_device
-
-    @property
     def dtype(self) -> torch.dtype:
         return getattr(self.pipe, self.entry.denoiser).dtype
-
-    def size_for(self, height: int, width: int) -> tuple[int, int]:
-        w, h = self.options.resize or (width, height)
-        w, h = working_size(w, h, self.multiple)
-        return h, w
-
-    def _prepare_images(self, images: torch.Tensor) -> torch.Tensor:
-        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"images must be uint8 (B, 3, H, W), got {images.dtype} {tuple(images.shape)}")
-        x = images.float() / 255.0
-        size = self.size_for(*images.shape[-2:])
-        if tuple(x.shape[-2:]) != size:
-            x = F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
-        return x
 
     @torch.no_grad()
     def _encoded(self, prompt: str, guided: bool) -> dict:
