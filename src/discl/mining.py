@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .artefacts import has_model
+from .artefacts import file_digest, has_model
 from .config import MineConfig, RunConfig
 from .data import load_dataset_tables
 from .data.class_names import normalise_name
@@ -127,14 +127,6 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict):
         raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict")
     return {k.removeprefix("module."): v for k, v in state.items()}
-
-
-def file_digest(path: Path) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
 
 
 @dataclass
