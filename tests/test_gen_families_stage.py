@@ -102,3 +102,16 @@ def test_lora_and_level_scale_are_in_the_images_settings(tmp_path, flux_dir):
     assert lora["generate.lora"] == [{"path": "some/lora", "scale": 0.8, "weight_name": None}]
     noise = image_settings(run, load_config(None, None, overrides(flux_dir, **{"generate.level_scale": "noise"})))
     assert noise["generate.level_scale"] == "noise"
+
+
+def test_a_local_lora_file_rewritten_in_place_changes_the_images_settings(tmp_path, flux_dir):
+    run = make_run(tmp_path / "run")
+    weights = tmp_path / "my_lora.safetensors"
+    weights.write_bytes(b"first weights")
+    cfg = load_config(None, None, overrides(flux_dir, **{"generate.lora": f"[{{path: {weights}, scale: 1.0}}]"}))
+    before = image_settings(run, cfg)
+    assert set(before["generate.lora files"]) == {str(weights)}
+    weights.write_bytes(b"retrained weights")  # same path, new content
+    after = image_settings(run, cfg)
+    assert after["generate.lora"] == before["generate.lora"]
+    assert after["generate.lora files"] != before["generate.lora files"]

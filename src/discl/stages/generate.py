@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
+from ..artefacts import file_digest
 from ..atomic import temp_path
 from ..config import RunConfig
 from ..generation.factory import generator_name
@@ -51,6 +52,8 @@ def image_settings(run: RunDir, cfg: RunConfig) -> dict:
         settings["data.image_size"] = cfg.data.image_size
     if backend.trained_in_run:
         settings["generator training images"] = generator_settings(run, cfg)["data"]
+    if lora_files := _lora_file_digests(g.lora):
+        settings["generate.lora files"] = lora_files  # a LoRA retrained in place remakes its images
     if g.regenerate:
         settings |= {"score.caption_template": cfg.score.caption_template, "scorer": scorer_key(run, cfg)}
     return settings
@@ -70,6 +73,18 @@ def _plain(value):
     if isinstance(value, list):
         return [asdict(v) if is_dataclass(v) and not isinstance(v, type) else v for v in value]
     return value
+
+
+def _lora_file_digests(loras) -> dict[str, str]:
+    """The content digest of each local LoRA weights file (hub ids are named by their id, as generate.model is)."""
+    digests = {}
+    for lora in loras or []:
+        path = Path(lora.path)
+        if path.is_dir() and lora.weight_name:
+            path = path / lora.weight_name
+        if path.is_file():
+            digests[str(lora.path)] = file_digest(path)
+    return digests
 
 
 SOURCE_SIZES = ("square", "native")
