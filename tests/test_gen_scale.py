@@ -20,6 +20,7 @@ from discl.cli import main
 from discl.config import load_config, save_config
 from discl.generation.regenerate import Regenerator
 from discl.generation.shards import parse_shard, select_shard, shard_of
+from discl.generation.store import PartStore
 from discl.generation.tiny import save_tiny_pipeline
 from discl.prompts import PromptBank
 from discl.rundir import RunDir
@@ -293,6 +294,28 @@ def test_changed_settings_remake_exactly_the_affected_images(tmp_path, model_dir
     # Settings outside the rows (here the denoising steps) change every image.
     out = cli_generate(run, "generate.inference_steps=3")
     assert "16 images were made with other settings (generate.inference_steps 4 -> 3)" in out and "(16 new" in out
+
+
+def test_a_rerun_after_ctrl_c_names_the_settings_the_left_over_images_were_made_with(tmp_path, model_dir, monkeypatch):
+    """Ctrl-C in a run with new settings leaves images of the old settings on disk: the rerun names the
+    old settings (not a vague "prompts or settings differ"), keeps what the cut run made, and makes the rest."""
+    run = make_run(tmp_path / "run")
+    cli_generate(run, *overrides(model_dir))  # 16 images at text guidance 5.0
+    commit = PartStore.commit
+
+    def commit_then_ctrl_c(self, rows):
+        commit(self, rows)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(PartStore, "commit", commit_then_ctrl_c)
+    result = CliRunner().invoke(main, ["generate", str(run.root), "--no-progress", "--set", "generate.text_guidance=7.5"])
+    assert result.exit_code == 1 and "Aborted" in result.output  # click's answer to Ctrl-C
+    monkeypatch.setattr(PartStore, "commit", commit)
+
+    out = cli_generate(run)  # config.yaml holds 7.5: the cut run's settings
+    assert "12 images were made with other settings (generate.text_guidance 5.0 -> 7.5); they are made again" in out, out
+    assert "(12 new, 4 already there)" in out
+    assert (pd.read_parquet(run.synthetic).text_guidance == 7.5).all()
 
 
 def test_resume_remakes_images_that_are_not_whole_or_not_the_planned_size(tmp_path, model_dir):

@@ -27,10 +27,32 @@ def read_record(run: RunDir) -> dict | None:
         return None
 
 
+#: How many earlier settings the record keeps, so that images left over from them can be named.
+EARLIER_KEPT = 16
+
+
 def write_record(run: RunDir, settings: dict, size: tuple[int, int] | None = None, levels: dict | None = None) -> None:
-    """``levels``: each level -> the strength the pipeline was called with (generate.level_scale), where known."""
-    record = {"digest": digest(settings), "settings": settings, "size": list(size) if size else None}
-    atomic_write_json(record_path(run), record | ({"levels": levels} if levels else {}), indent=2)
+    """``levels``: each level -> the strength the pipeline was called with (generate.level_scale), where known.
+    The settings of earlier runs stay under ``earlier`` (digest -> settings): a run cut short leaves images of
+    older settings on disk, and the next run names what changed since those were made."""
+    new = digest(settings)
+    old = read_record(run) or {}
+    earlier = {k: v for k, v in (old.get("earlier") or {}).items() if k != new}
+    if old.get("digest") and old["digest"] != new and old.get("settings"):
+        earlier[old["digest"]] = old["settings"]
+    earlier = dict(list(earlier.items())[-EARLIER_KEPT:])
+    record = {"digest": new, "settings": settings, "size": list(size) if size else None}
+    record |= {"levels": levels} if levels else {}
+    atomic_write_json(record_path(run), record | ({"earlier": earlier} if earlier else {}), indent=2)
+
+
+def recorded_settings(run: RunDir) -> dict[str, dict]:
+    """Every settings digest the record knows (the last run's and the earlier ones) -> its settings."""
+    record = read_record(run) or {}
+    known = dict(record.get("earlier") or {})
+    if record.get("digest") and record.get("settings"):
+        known[record["digest"]] = record["settings"]
+    return known
 
 
 def planned_size(run: RunDir, settings: dict) -> tuple[int, int] | None:

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
@@ -21,10 +22,10 @@ from ..config import RunConfig
 from ..generation.factory import generator_name
 from ..generation.families import family_of_folder
 from ..generation.metadata import matching_scores, write_synthetic_metadata
-from ..generation.plan import plan_spectrum
+from ..generation.plan import image_fingerprint, plan_spectrum
 from ..generation.run_generator import ensure_generator, generator_settings, make_refiner, prompt_bank
 from ..generation.runner import run_plan
-from ..generation.settings import changes, digest, planned_size, read_record, write_record
+from ..generation.settings import changes, digest, planned_size, recorded_settings, write_record
 from ..generation.shards import parse_shard, select_shard
 from ..generation.sources import SourceImages
 from ..generation.store import PartStore, current, done_rows, stale
@@ -155,13 +156,30 @@ def _say_what_is_remade(echo, run: RunDir, mine: pd.DataFrame, committed: pd.Dat
     again = "a run makes them again" if dry_run else "they are made again"
     old = stale(mine, committed)
     if len(old):
-        what = ", ".join(changes((read_record(run) or {}).get("settings"), settings)) or "their prompts or settings differ"
-        echo(f"generate: {len(old)} images were made with other settings ({what}); {again}")
+        echo(f"generate: {len(old)} images were made with other settings ({what_changed(run, old, mine, settings)}); {again}")
     made = set(current(mine, committed)["synthetic_id"])
     broken = sorted(made - set(done["synthetic_id"]))
     if broken:
         path = mine.set_index("synthetic_id").loc[broken[0], "path"]
         echo(f"generate: {len(broken)} images are missing or not whole PNGs at the planned size (e.g. {path}); {again}")
+
+
+def what_changed(run: RunDir, old: pd.DataFrame, plan: pd.DataFrame, settings: dict) -> str:
+    """What differs for the committed rows ``old`` between the settings that made them and ``settings``.
+    Each row's fingerprint is matched against every settings digest the record knows, so images left by
+    a run cut short are named by their own settings, not by those of the last run."""
+    known = recorded_settings(run)
+    planned = plan.set_index("synthetic_id")["prompt"]
+    reasons: Counter[str] = Counter()
+    for sid, prompt, noise_seed, fingerprint in zip(old["synthetic_id"], old["prompt"], old["noise_seed"], old["fingerprint"]):
+        made_by = next((s for d, s in known.items() if image_fingerprint(d, prompt, int(noise_seed)) == fingerprint), None)
+        parts = changes(made_by, settings) if made_by is not None else []
+        if planned.get(sid, prompt) != prompt:
+            parts.append("the prompt")
+        reasons[", ".join(parts) or ("settings not recorded" if made_by is None else "the generator")] += 1
+    if len(reasons) == 1:
+        return next(iter(reasons))
+    return "; ".join(f"{n}: {why}" for why, n in reasons.most_common())
 
 
 def run_generate(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True, dry_run: bool = False,
