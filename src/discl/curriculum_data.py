@@ -169,6 +169,8 @@ class CurriculumData:
         self.epoch, self.done_in_stage, self.started = 0, 0, False
         self.history: list[Stage] = []
         self.current: Stage | None = None
+        self.handed_out = False  # an epoch was handed out and not yet counted as trained
+        self.unobserved = False  # a stage ended and the curriculum has not looked at the model since
         self.curriculum_log: list[dict] = []
 
     # -- what the curriculum is
@@ -208,7 +210,14 @@ class CurriculumData:
         if self.evaluates and not self.started:
             self._record(curriculum.observe(self._evaluate(predict)), -1, "start")
         self.started = True
-        while self.epoch < self.epochs_total:
+        while True:
+            if self.handed_out:  # asked for the next epoch: the one handed out last is trained
+                self._apply(self._after_epoch())
+            if self.unobserved:  # a stage ended: the curriculum looks at the model as it is now
+                self._record(curriculum.observe(self._evaluate(predict)), len(self.history) - 1, self.history[-1].describe())
+                self.unobserved = False
+            if self.epoch >= self.epochs_total:
+                return
             if self.current is None:
                 self.current, self.done_in_stage = curriculum.next_stage(self.history), 0
                 if self.current is None:
@@ -220,14 +229,28 @@ class CurriculumData:
             keys = epoch_keys(stage, rows, self.config.train.classifier.seed, self.epoch, self.plan.sampling,
                               self.plan.variants_per_row, self.plan.pool.rows.labels, self.num_classes, self.plan.epoch_entries)
             ends = self.done_in_stage + 1 >= stage.epochs or self.epoch + 1 >= self.epochs_total
+            self.handed_out = True
             yield Epoch(self.epoch, len(self.history), stage, rows, keys, KeyedImages(self.images, keys), ends,
                         self.plan.pool.rows.paths, self.plan.pool.rows.labels)
-            self.epoch += 1
-            self.done_in_stage += 1
-            if ends:
-                self._record(curriculum.observe(self._evaluate(predict)), len(self.history), stage.describe())
-                self.history.append(stage)
-                self.current = None
+
+    def _position(self) -> dict:
+        return {"epoch": self.epoch, "done_in_stage": self.done_in_stage, "current": self.current,
+                "history": list(self.history), "unobserved": self.unobserved, "handed_out": self.handed_out}
+
+    def _after_epoch(self) -> dict:
+        """Where the curriculum stands once the epoch handed out last is trained."""
+        position = self._position()
+        if not self.handed_out:
+            return position
+        position |= {"epoch": self.epoch + 1, "done_in_stage": self.done_in_stage + 1, "handed_out": False}
+        stage = self.current
+        if stage is not None and (position["done_in_stage"] >= stage.epochs or position["epoch"] >= self.epochs_total):
+            position |= {"history": [*self.history, stage], "current": None, "unobserved": True}
+        return position
+
+    def _apply(self, position: dict) -> None:
+        self.epoch, self.done_in_stage, self.current = position["epoch"], position["done_in_stage"], position["current"]
+        self.history, self.unobserved, self.handed_out = position["history"], position["unobserved"], position["handed_out"]
 
     def _evaluate(self, predict: Predict | None):
         def evaluate(positions: np.ndarray, strengths: np.ndarray | None = None, draw_seed: int = 0) -> Predictions:
@@ -248,16 +271,25 @@ class CurriculumData:
         self.curriculum_log += [{"method": self.method, "stage": stage_index, "epoch": self.epoch, "used": used, **r} for r in rows]
 
     # -- your checkpoint
-    def state_dict(self) -> dict:
-        """Where the curriculum stands (plain JSON): save it with your checkpoint to resume the same epochs."""
-        return {"epoch": self.epoch, "history": [s.to_json() for s in self.history], "started": self.started,
-                "current": None if self.current is None else self.current.to_json(), "done_in_stage": self.done_in_stage,
-                "curriculum": self.plan.curriculum.state_dict(), "curriculum_log": self.curriculum_log}
+    def state_dict(self, epoch_done: bool = True) -> dict:
+        """Where the curriculum stands (plain JSON): save it with your checkpoint to resume the same epochs.
+
+        ``epoch_done`` (default): the epoch handed out last counts as trained (a checkpoint saved after
+        training it); a resumed :meth:`epochs` starts with the next one, after the stage-end look at the
+        restored model that an adaptive curriculum takes there. ``epoch_done=False``: a checkpoint saved
+        while that epoch is still being trained; :meth:`epochs` then hands it out again."""
+        position = self._after_epoch() if epoch_done else self._position() | {"handed_out": False}
+        current = position["current"]
+        return {"epoch": position["epoch"], "history": [s.to_json() for s in position["history"]], "started": self.started,
+                "current": None if current is None else current.to_json(), "done_in_stage": position["done_in_stage"],
+                "unobserved": position["unobserved"], "curriculum": self.plan.curriculum.state_dict(),
+                "curriculum_log": list(self.curriculum_log)}
 
     def load_state_dict(self, state: dict) -> None:
         self.epoch, self.done_in_stage, self.started = state["epoch"], state["done_in_stage"], state["started"]
         self.history = [Stage.from_json(s) for s in state["history"]]
         self.current = None if state["current"] is None else Stage.from_json(state["current"])
+        self.unobserved, self.handed_out = bool(state.get("unobserved", False)), False
         self.curriculum_log = list(state.get("curriculum_log", []))
         if state.get("curriculum") is not None:
             self.plan.curriculum.load_state_dict(state["curriculum"])

@@ -1,0 +1,48 @@
+"""Your model's logits on the rows an adaptive curriculum asks about, as the trainers' adapters compute them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+
+def logits_of(outputs: Any) -> torch.Tensor:
+    """A model's output as logits: a tensor, or an output object / dict with ``logits`` (Hugging Face)."""
+    if torch.is_tensor(outputs):
+        return outputs
+    logits = outputs["logits"] if isinstance(outputs, dict) else getattr(outputs, "logits", None)
+    if logits is None:
+        raise TypeError(f"the model returned {type(outputs).__name__}: expected logits, or an output with `logits`")
+    return logits
+
+
+@torch.no_grad()
+def predict_logits(model: torch.nn.Module, dataset: torch.utils.data.Dataset, batch_size: int,
+                   forward: Callable[[torch.nn.Module, torch.Tensor], Any] | None = None) -> torch.Tensor:
+    """``model`` in evaluation mode on ``dataset`` of (image, label), batch by batch on the model's device;
+    logits on the CPU. The model's training mode is put back."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        parts = []
+        for images, _ in torch.utils.data.DataLoader(dataset, batch_size=batch_size):
+            images = images.to(device)
+            parts.append(logits_of(forward(model, images) if forward else model(images)).float().cpu())
+        return torch.cat(parts) if parts else torch.zeros(0)
+    finally:
+        model.train(was_training)
+
+
+def same_on_every_rank(logits: torch.Tensor) -> torch.Tensor:
+    """Rank 0's logits on every process. Each process predicts the same rows, but rounding may differ between
+    devices, and every process must choose the same next stage."""
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()):
+        return logits
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    shared = logits.to(device).contiguous()
+    dist.broadcast(shared, src=0)  # same shape on every process: the same rows were predicted
+    return shared.cpu()

@@ -1,0 +1,98 @@
+"""discl.integrations.lightning: a Lightning Trainer trains on the curriculum's epochs (the stages `discl train`
+visits), an adaptive curriculum looks at the LightningModule, and a run resumed from an epoch-end checkpoint
+trains the same epochs and weights as one that was not stopped."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+import discl
+
+pl = pytest.importorskip("lightning.pytorch")
+from discl.integrations.lightning import CurriculumDataModule  # noqa: E402
+
+
+class TinyNet(pl.LightningModule):
+    """A small conv net that records the curriculum epoch (level, images, batches) it trained on."""
+
+    def __init__(self, num_classes: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
+                                 nn.Flatten(), nn.Linear(32, num_classes))
+        self.seen: list[dict] = []
+
+    def forward(self, x):
+        return self.net(x)
+
+    def on_train_epoch_start(self):
+        epoch = self.trainer.datamodule.epoch
+        self.seen.append({"epoch": epoch.index, "level": epoch.level, "images": len(epoch.dataset), "batches": 0})
+
+    def training_step(self, batch, _):
+        images, labels = batch
+        self.seen[-1]["batches"] += 1
+        return nn.functional.cross_entropy(self(images), labels)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.05)
+
+
+def trainer(tmp_path, epochs, **options):
+    options = {"max_epochs": epochs, "reload_dataloaders_every_n_epochs": 1, "accelerator": "cpu", "devices": 1,
+               "logger": False, "enable_progress_bar": False, "enable_model_summary": False,
+               "default_root_dir": str(tmp_path)} | options
+    return pl.Trainer(**options)
+
+
+def test_a_lightning_trainer_visits_the_stages_discl_train_visits(run_copy, tmp_path):
+    run, _ = run_copy
+    data = discl.CurriculumData(run.root, "non-adaptive", echo=lambda *_: None)
+    model = TinyNet(data.num_classes)
+    batch = 7  # divides no epoch's size
+    trainer(tmp_path, data.epochs_total, enable_checkpointing=False).fit(model, datamodule=CurriculumDataModule(data, batch))
+    trained = pd.read_parquet(run.method_dir("non-adaptive") / "log.parquet")  # `discl train` on this run
+    seen = pd.DataFrame(model.seen)
+    assert seen["level"].tolist() == trained["level"].tolist() and len(set(seen["level"])) >= 3
+    assert seen["images"].tolist() == (trained["n_real"] + trained["n_synthetic"]).tolist()
+    assert seen["batches"].tolist() == [math.ceil(n / batch) for n in seen["images"]]
+
+
+def test_an_adaptive_curriculum_resumed_from_a_checkpoint_trains_the_same_epochs(run_copy, tmp_path):
+    run, _ = run_copy
+    quiet = {"echo": lambda *_: None}
+
+    def fit(folder, epochs, resume=None):
+        pl.seed_everything(0)
+        data = discl.CurriculumData(run.root, "adaptive", **quiet)
+        model = TinyNet(data.num_classes)
+        saver = pl.callbacks.ModelCheckpoint(dirpath=folder, save_top_k=-1, filename="{epoch}")
+        trainer(folder, epochs, callbacks=[saver], deterministic=True).fit(model, datamodule=CurriculumDataModule(data, 6),
+                                                                           ckpt_path=resume)
+        return data, model
+
+    whole_data, whole = fit(tmp_path / "whole", 4)
+    chosen = [r["level"] for r in whole_data.curriculum_log if r.get("chosen")]
+    assert len(chosen) == 3  # a look at the model at each stage end but the last (after it, nothing is chosen)
+    assert [s["level"] for s in whole.seen] == [0, *chosen[:2], -1]  # first candidate, the looks' choices, real data
+
+    first_data, _ = fit(tmp_path / "cut", 2)  # stopped after 2 epochs, checkpoint at each epoch end
+    resumed_data, resumed = fit(tmp_path / "cut", 4, resume=str(tmp_path / "cut" / "epoch=1.ckpt"))
+    assert [s["level"] for s in resumed.seen] == [s["level"] for s in whole.seen][2:]
+    assert resumed_data.curriculum_log == whole_data.curriculum_log
+    for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_a_trainer_that_would_not_follow_the_curriculum_is_refused(run_copy, tmp_path):
+    run, _ = run_copy
+    data = discl.CurriculumData(run.root, "non-adaptive", echo=lambda *_: None)
+    with pytest.raises(ValueError, match="max_epochs=4 or fewer"):
+        trainer(tmp_path, 10).fit(TinyNet(data.num_classes), datamodule=CurriculumDataModule(data, 8))
+    with pytest.raises(ValueError, match="reload_dataloaders_every_n_epochs=1"):
+        trainer(tmp_path, 4, reload_dataloaders_every_n_epochs=0).fit(TinyNet(data.num_classes), datamodule=CurriculumDataModule(data, 8))

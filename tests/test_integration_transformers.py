@@ -1,0 +1,97 @@
+"""discl.integrations.transformers: the Hugging Face Trainer trains on the curriculum's epochs (the stages `discl
+train` visits, every batch), an adaptive curriculum looks at the model, and a run resumed from a checkpoint in the
+middle of an epoch trains the same batches and weights as one that was not stopped."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+import discl
+
+pytest.importorskip("accelerate")
+from transformers import TrainingArguments  # noqa: E402
+
+from discl.integrations.transformers import STATE_FILE, CurriculumTrainer  # noqa: E402
+
+
+class TinyNet(nn.Module):
+    """A small conv net with BatchNorm in the Trainer's calling convention; it records each batch's labels."""
+
+    def __init__(self, num_classes: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
+                                 nn.Flatten(), nn.Linear(32, num_classes))
+        self.batches: list[list[int]] = []
+
+    def forward(self, pixel_values, labels=None):
+        logits = self.net(pixel_values)
+        if labels is None:
+            return {"logits": logits}
+        if self.training:
+            self.batches.append(labels.tolist())
+        return {"loss": nn.functional.cross_entropy(logits, labels), "logits": logits}
+
+
+def args(folder, **options):
+    options = {"output_dir": str(folder), "per_device_train_batch_size": 7, "learning_rate": 0.05, "optim": "sgd",
+               "report_to": "none", "save_strategy": "no", "logging_strategy": "no", "use_cpu": True, "seed": 0,
+               "disable_tqdm": True, "dataloader_pin_memory": False} | options
+    return TrainingArguments(**options)
+
+
+def test_the_trainer_visits_every_batch_of_the_stages_discl_train_visits(run_copy, tmp_path):
+    run, _ = run_copy
+    data = discl.CurriculumData(run.root, "non-adaptive", echo=lambda *_: None)
+    expected = [epoch.labels.tolist() for epoch in discl.CurriculumData(run.root, "non-adaptive", echo=lambda *_: None).epochs()]
+    model = TinyNet(data.num_classes)
+    trainer = CurriculumTrainer(model=model, args=args(tmp_path), curriculum=data)
+    steps = len(trainer.get_train_dataloader())
+    result = trainer.train()
+    trained = pd.read_parquet(run.method_dir("non-adaptive") / "log.parquet")  # `discl train` on this run
+    sizes = (trained["n_real"] + trained["n_synthetic"]).tolist()
+    assert steps == sum(math.ceil(n / 7) for n in sizes) == result.global_step  # exact for a fixed schedule
+    assert sum(model.batches, []) == sum(expected, [])  # every image of every epoch, in the curriculum's order
+    assert [s.level for s in data.history] == trained["level"].tolist()[:3]  # the stages ended so far: every one but the last
+    assert trainer.lr_scheduler.get_last_lr()[0] < 1e-3  # cosine over the curriculum's epochs, down to ~0 at the end
+
+
+def test_an_adaptive_run_resumed_mid_epoch_trains_the_same_batches_and_weights(run_copy, tmp_path):
+    run, _ = run_copy
+
+    def train(folder, resume=None, **options):
+        torch.manual_seed(0)
+        data = discl.CurriculumData(run.root, "adaptive", echo=lambda *_: None)
+        model = TinyNet(data.num_classes)
+        trainer = CurriculumTrainer(model=model, args=args(folder, **options), curriculum=data)
+        trainer.train(resume_from_checkpoint=resume)
+        return data, model
+
+    whole_data, whole = train(tmp_path / "whole")
+    chosen = [r["level"] for r in whole_data.curriculum_log if r.get("chosen")]
+    assert len(chosen) == 4 and [s.level for s in whole_data.history] == [0, *chosen[:2], None]
+
+    cut = tmp_path / "cut"
+    train(cut, save_strategy="steps", save_steps=5, max_steps=5)  # stops within the first epoch's second half
+    assert (cut / "checkpoint-5" / STATE_FILE).is_file()
+    resumed_data, resumed = train(cut, resume=str(cut / "checkpoint-5"))
+    assert resumed.batches == whole.batches[5:]
+    assert resumed_data.curriculum_log == whole_data.curriculum_log
+    for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_a_checkpoint_without_the_curriculum_is_refused_before_training(run_copy, tmp_path):
+    run, _ = run_copy
+    data = discl.CurriculumData(run.root, "non-adaptive", echo=lambda *_: None)
+    (tmp_path / "checkpoint-3").mkdir()
+    trainer = CurriculumTrainer(model=TinyNet(data.num_classes), args=args(tmp_path), curriculum=data)
+    with pytest.raises(ValueError, match=f"checkpoint-3 has no {STATE_FILE}"):
+        trainer.train(resume_from_checkpoint=str(tmp_path / "checkpoint-3"))
+    with pytest.raises(ValueError, match="pass curriculum=, not train_dataset="):
+        CurriculumTrainer(model=TinyNet(data.num_classes), args=args(tmp_path), curriculum=data, train_dataset=[1])
