@@ -282,7 +282,7 @@ class CurriculumData:
         current = position["current"]
         return {"epoch": position["epoch"], "history": [s.to_json() for s in position["history"]], "started": self.started,
                 "current": None if current is None else current.to_json(), "done_in_stage": position["done_in_stage"],
-                "unobserved": position["unobserved"], "curriculum": self.plan.curriculum.state_dict(),
+                "unobserved": position["unobserved"], "curriculum": copy.deepcopy(self.plan.curriculum.state_dict()),
                 "curriculum_log": list(self.curriculum_log)}
 
     def load_state_dict(self, state: dict) -> None:

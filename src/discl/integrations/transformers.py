@@ -99,6 +99,8 @@ class CurriculumBatches:
         stages = [s for s in schedule for _ in range(s.epochs)] if schedule is not None else None
         candidates = None if stages is not None else self._largest_stages()
         for index in range(data.epochs_total):
+            if stages is not None and index >= len(stages):
+                break  # a schedule that ends before train.classifier.epochs: so does the curriculum
             options = [stages[index]] if stages is not None else candidates
             sizes = [self._epoch_size(stage, index) for stage in (options or [])]
             total += math.ceil(max(sizes, default=0) / self.batch_size)
