@@ -48,3 +48,6 @@ if __name__ == "__main__":
     record = {"world": world, "batches": model.batches, "history": [s.level for s in data.history],
               "chosen": [r["level"] for r in data.curriculum_log if r.get("chosen")]}
     (out / f"rank{rank}.json").write_text(json.dumps(record))
+    if torch.distributed.is_initialized():  # gloo aborts a process that exits with its group still up
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()

@@ -16,6 +16,8 @@ import discl
 from discl.training.dataset import TRAIN
 from discl.training.stream import ImageStream
 
+from .curriculum_helpers import favouring
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -113,23 +115,6 @@ def test_an_adaptive_curriculum_chooses_its_stages_from_the_predictions_handed_b
     assert state["epoch"] == 4 and [s["level"] for s in state["history"]] == [0, 50, 0, None]
 
 
-def _favouring(data, targets):
-    """A stand-in model for adaptive curricula: at each look it gets right the validation images of the next
-    level in ``targets`` (a list consumed in order, shared by a run and its resumed copy)."""
-    validation = data.plan.curriculum.validation
-    level_of = dict(zip(validation.positions.tolist(), validation.levels.tolist()))
-
-    def predict(dataset):
-        target = targets.pop(0)
-        logits = np.zeros((len(dataset.keys.rows), data.num_classes))
-        for i, row in enumerate(dataset.keys.rows):
-            if level_of[int(row)] == target:
-                logits[i, data.plan.pool.rows.labels[row]] = 10.0
-        return logits
-
-    return predict
-
-
 @pytest.mark.parametrize("stop_after, epoch_done", [(1, True), (2, True), (2, False)])
 def test_a_checkpointed_curriculum_resumes_with_the_same_epochs(run_copy, stop_after, epoch_done):
     """state_dict() saved in the loop body after training an epoch (or, epoch_done=False, while training it)
@@ -138,13 +123,13 @@ def test_a_checkpointed_curriculum_resumes_with_the_same_epochs(run_copy, stop_a
     quiet = {"echo": lambda *_: None}
     looks = [None, 50, 0, None, None]
     whole = discl.CurriculumData(run.root, "adaptive", **quiet)
-    expected = [(e.index, e.levels, tuple(e.paths), tuple(e.keys.draws)) for e in whole.epochs(_favouring(whole, list(looks)))]
+    expected = [(e.index, e.levels, tuple(e.paths), tuple(e.keys.draws)) for e in whole.epochs(favouring(whole, list(looks)))]
     assert [levels for _, levels, *_ in expected] == ["0", "50", "0", "real"]
 
     targets = list(looks)
     first = discl.CurriculumData(run.root, "adaptive", **quiet)
     seen = []
-    for epoch in first.epochs(_favouring(first, targets)):
+    for epoch in first.epochs(favouring(first, targets)):
         seen.append((epoch.index, epoch.levels, tuple(epoch.paths), tuple(epoch.keys.draws)))
         if len(seen) == stop_after:
             state = json.loads(json.dumps(first.state_dict(epoch_done=epoch_done)))  # plain JSON
@@ -153,6 +138,6 @@ def test_a_checkpointed_curriculum_resumes_with_the_same_epochs(run_copy, stop_a
         seen.pop()  # trained again after the resume
     resumed = discl.CurriculumData(run.root, "adaptive", **quiet)
     resumed.load_state_dict(state)
-    seen += [(e.index, e.levels, tuple(e.paths), tuple(e.keys.draws)) for e in resumed.epochs(_favouring(resumed, targets))]
+    seen += [(e.index, e.levels, tuple(e.paths), tuple(e.keys.draws)) for e in resumed.epochs(favouring(resumed, targets))]
     assert seen == expected
     assert targets == [] and resumed.curriculum_log == whole.curriculum_log

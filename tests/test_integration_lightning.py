@@ -5,6 +5,7 @@ trains the same epochs and weights as one that was not stopped."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,8 @@ import discl
 
 pl = pytest.importorskip("lightning.pytorch")
 from discl.integrations.lightning import CurriculumDataModule  # noqa: E402
+
+from .curriculum_helpers import ranks_slices, read_ranks, torchrun  # noqa: E402
 
 
 class TinyNet(pl.LightningModule):
@@ -96,3 +99,19 @@ def test_a_trainer_that_would_not_follow_the_curriculum_is_refused(run_copy, tmp
         trainer(tmp_path, 10).fit(TinyNet(data.num_classes), datamodule=CurriculumDataModule(data, 8))
     with pytest.raises(ValueError, match="reload_dataloaders_every_n_epochs=1"):
         trainer(tmp_path, 4, reload_dataloaders_every_n_epochs=0).fit(TinyNet(data.num_classes), datamodule=CurriculumDataModule(data, 8))
+
+
+@pytest.mark.slow
+def test_three_ddp_processes_read_the_slices_of_each_global_batch_and_choose_the_same_stages(run_copy, tmp_path):
+    """torchrun with 3 gloo processes and Lightning's ddp strategy: every process makes the same choices, and
+    at every step the processes' batches are the slices (positions r, r + 3, ...) of one global batch of 9."""
+    run, _ = run_copy
+    torchrun(Path(__file__).with_name("lightning_ddp_worker.py"), 3, str(run.root), str(tmp_path))
+    ranks = read_ranks(tmp_path, 3)
+    assert [r["world"] for r in ranks] == [3, 3, 3] and [r["rank"] for r in ranks] == [0, 1, 2]
+    assert ranks[0]["chosen"] == ranks[1]["chosen"] == ranks[2]["chosen"] and len(ranks[0]["chosen"]) == 3
+
+    data = discl.CurriculumData(run.root, "adaptive", echo=lambda *_: None)
+    expected = ranks_slices(data, [None, *ranks[0]["chosen"][:2], None, None], 9, 3)
+    assert [s.level for s in data.history][:3] == ranks[0]["history"]
+    assert [r["batches"] for r in ranks] == expected

@@ -20,6 +20,8 @@ from transformers import TrainingArguments  # noqa: E402
 
 from discl.integrations.transformers import STATE_FILE, CurriculumTrainer  # noqa: E402
 
+from .curriculum_helpers import ranks_slices, read_ranks, torchrun  # noqa: E402
+
 
 class TinyNet(nn.Module):
     """A small conv net with BatchNorm in the Trainer's calling convention; it records each batch's labels."""
@@ -102,47 +104,14 @@ def test_a_checkpoint_without_the_curriculum_is_refused_before_training(run_copy
 def test_three_processes_read_the_slices_of_each_global_batch_and_choose_the_same_stages(run_copy, tmp_path):
     """torchrun with 3 gloo processes, 3 images each: every process makes the same choices, and at every step
     the processes' batches are the slices (positions r, r + 3, ...) of one global batch of the curriculum."""
-    import json
-    import os
-    import subprocess
-    import sys
-
     run, _ = run_copy
-    worker = Path(__file__).with_name("hf_ddp_worker.py")
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "3",
-                           str(worker), str(run.root), str(tmp_path)], env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(3)]
+    torchrun(Path(__file__).with_name("hf_ddp_worker.py"), 3, str(run.root), str(tmp_path))
+    ranks = read_ranks(tmp_path, 3)
     assert all(r["world"] == 3 for r in ranks)
     assert ranks[0]["history"] == ranks[1]["history"] == ranks[2]["history"] and len(ranks[0]["history"]) == 4
-    assert len(ranks[0]["batches"]) == len(ranks[1]["batches"]) == len(ranks[2]["batches"])
 
     # The same curriculum in one process, led to the same choices, split as 3 processes read it.
     data = discl.CurriculumData(run.root, "adaptive", echo=lambda *_: None)
-    looks = [None, *ranks[0]["chosen"][:2], None, None]
-    expected: list[list[list[int]]] = [[], [], []]
-    for epoch in data.epochs(_favouring(data, looks)):
-        for rank in range(3):
-            expected[rank] += [[int(epoch.labels[i]) for i in batch] for batch in epoch.batches(9, rank, 3)]
+    expected = ranks_slices(data, [None, *ranks[0]["chosen"][:2], None, None], 9, 3)
     assert [s.level for s in data.history] == ranks[0]["history"]
-    for rank in range(3):
-        assert ranks[rank]["batches"] == expected[rank]
-
-
-def _favouring(data, targets):
-    """A stand-in model that, at each look, gets the validation images of the next level in ``targets`` more
-    right than at any look before (so a level chosen twice in a row still improves most)."""
-    validation = data.plan.curriculum.validation
-    level_of = dict(zip(validation.positions.tolist(), validation.levels.tolist()))
-    looks = iter(range(1, 100))
-
-    def predict(dataset):
-        target, confidence = targets.pop(0), 3.0 * next(looks)
-        logits = np.zeros((len(dataset.keys.rows), data.num_classes))
-        for i, row in enumerate(dataset.keys.rows):
-            if level_of[int(row)] == target:
-                logits[i, data.plan.pool.rows.labels[row]] = confidence
-        return logits
-
-    return predict
+    assert [r["batches"] for r in ranks] == expected
