@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+import discl
+
 
 def favouring(data, targets: list):
     """``predict`` for ``data`` (a CurriculumData with an adaptive curriculum): at each look it gets the
@@ -52,3 +54,20 @@ def ranks_slices(data, looks: list, batch_size: int, world: int) -> list[list[li
 
 def read_ranks(folder: Path, world: int) -> list[dict]:
     return [json.loads((folder / f"rank{r}.json").read_text()) for r in range(world)]
+
+
+def check_three_processes(worker: Path, run_root: Path, out: Path, stages_ended: int) -> None:
+    """Run ``worker`` (an adapter's training on the adaptive curriculum of ``run_root``, global batches of 9)
+    under torchrun with 3 gloo processes; check that every process made the same ``stages_ended`` choices and
+    that at every step the processes' batches were the slices (positions r, r + 3, ...) of one global batch
+    of the same curriculum run in one process and led to the same choices."""
+    torchrun(worker, 3, str(run_root), str(out))
+    ranks = read_ranks(out, 3)
+    assert [r["world"] for r in ranks] == [3, 3, 3] and [r["rank"] for r in ranks] == [0, 1, 2]
+    assert ranks[0]["chosen"] == ranks[1]["chosen"] == ranks[2]["chosen"] and len(ranks[0]["chosen"]) == stages_ended
+    assert ranks[0]["history"] == ranks[1]["history"] == ranks[2]["history"] and len(ranks[0]["history"]) == stages_ended
+
+    data = discl.CurriculumData(run_root, "adaptive", echo=lambda *_: None)
+    expected = ranks_slices(data, [None, *ranks[0]["chosen"][:2], None, None], 9, 3)
+    assert [s.level for s in data.history][:stages_ended] == ranks[0]["history"]
+    assert [r["batches"] for r in ranks] == expected

@@ -18,10 +18,13 @@ from discl.integrations.transformers import CurriculumTrainer
 
 
 class TinyNet(nn.Module):
+    """A small conv net with BatchNorm in the Trainer's calling convention; it records each batch's labels
+    (tests/test_integration_transformers.py uses it too)."""
+
     def __init__(self, num_classes: int):
         super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
-                                 nn.Linear(32, num_classes))
+        self.net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
+                                 nn.Flatten(), nn.Linear(32, num_classes))
         self.batches: list[list[int]] = []
 
     def forward(self, pixel_values, labels=None):
@@ -45,7 +48,7 @@ if __name__ == "__main__":
     trainer.train()
     rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
     world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
-    record = {"world": world, "batches": model.batches, "history": [s.level for s in data.history],
+    record = {"world": world, "rank": rank, "batches": model.batches, "history": [s.level for s in data.history],
               "chosen": [r["level"] for r in data.curriculum_log if r.get("chosen")]}
     (out / f"rank{rank}.json").write_text(json.dumps(record))
     if torch.distributed.is_initialized():  # gloo aborts a process that exits with its group still up

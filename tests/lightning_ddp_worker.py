@@ -19,17 +19,26 @@ from discl.integrations.lightning import CurriculumDataModule
 
 
 class TinyNet(pl.LightningModule):
+    """A small conv net with BatchNorm that records the curriculum epochs (level, images, batches) and the
+    batches (labels) it trained on (tests/test_integration_lightning.py uses it too)."""
+
     def __init__(self, num_classes: int):
         super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
-                                 nn.Linear(32, num_classes))
+        self.net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
+                                 nn.Flatten(), nn.Linear(32, num_classes))
+        self.seen: list[dict] = []
         self.batches: list[list[int]] = []
 
     def forward(self, x):
         return self.net(x)
 
+    def on_train_epoch_start(self):
+        epoch = self.trainer.datamodule.epoch
+        self.seen.append({"epoch": epoch.index, "level": epoch.level, "images": len(epoch.dataset), "batches": 0})
+
     def training_step(self, batch, _):
         images, labels = batch
+        self.seen[-1]["batches"] += 1
         self.batches.append(labels.tolist())
         return nn.functional.cross_entropy(self(images), labels)
 

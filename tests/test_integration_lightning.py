@@ -10,40 +10,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
-from torch import nn
 
 import discl
 
 pl = pytest.importorskip("lightning.pytorch")
 from discl.integrations.lightning import CurriculumDataModule  # noqa: E402
 
-from .curriculum_helpers import ranks_slices, read_ranks, torchrun  # noqa: E402
-
-
-class TinyNet(pl.LightningModule):
-    """A small conv net that records the curriculum epoch (level, images, batches) it trained on."""
-
-    def __init__(self, num_classes: int):
-        super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
-                                 nn.Flatten(), nn.Linear(32, num_classes))
-        self.seen: list[dict] = []
-
-    def forward(self, x):
-        return self.net(x)
-
-    def on_train_epoch_start(self):
-        epoch = self.trainer.datamodule.epoch
-        self.seen.append({"epoch": epoch.index, "level": epoch.level, "images": len(epoch.dataset), "batches": 0})
-
-    def training_step(self, batch, _):
-        images, labels = batch
-        self.seen[-1]["batches"] += 1
-        return nn.functional.cross_entropy(self(images), labels)
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.05)
+from .curriculum_helpers import check_three_processes  # noqa: E402
+from .lightning_ddp_worker import TinyNet  # noqa: E402
 
 
 def trainer(tmp_path, epochs, **options):
@@ -103,15 +77,8 @@ def test_a_trainer_that_would_not_follow_the_curriculum_is_refused(run_copy, tmp
 
 @pytest.mark.slow
 def test_three_ddp_processes_read_the_slices_of_each_global_batch_and_choose_the_same_stages(run_copy, tmp_path):
-    """torchrun with 3 gloo processes and Lightning's ddp strategy: every process makes the same choices, and
-    at every step the processes' batches are the slices (positions r, r + 3, ...) of one global batch of 9."""
+    """torchrun with 3 gloo processes and Lightning's ddp strategy, global batches of 9: every process makes the
+    same choices (one at each stage end but the last), and at every step the processes' batches are the
+    slices of one global batch of the curriculum."""
     run, _ = run_copy
-    torchrun(Path(__file__).with_name("lightning_ddp_worker.py"), 3, str(run.root), str(tmp_path))
-    ranks = read_ranks(tmp_path, 3)
-    assert [r["world"] for r in ranks] == [3, 3, 3] and [r["rank"] for r in ranks] == [0, 1, 2]
-    assert ranks[0]["chosen"] == ranks[1]["chosen"] == ranks[2]["chosen"] and len(ranks[0]["chosen"]) == 3
-
-    data = discl.CurriculumData(run.root, "adaptive", echo=lambda *_: None)
-    expected = ranks_slices(data, [None, *ranks[0]["chosen"][:2], None, None], 9, 3)
-    assert [s.level for s in data.history][:3] == ranks[0]["history"]
-    assert [r["batches"] for r in ranks] == expected
+    check_three_processes(Path(__file__).with_name("lightning_ddp_worker.py"), run.root, tmp_path, stages_ended=3)

@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from torch import nn
 
 import discl
 
@@ -20,25 +19,8 @@ from transformers import TrainingArguments  # noqa: E402
 
 from discl.integrations.transformers import STATE_FILE, CurriculumTrainer  # noqa: E402
 
-from .curriculum_helpers import ranks_slices, read_ranks, torchrun  # noqa: E402
-
-
-class TinyNet(nn.Module):
-    """A small conv net with BatchNorm in the Trainer's calling convention; it records each batch's labels."""
-
-    def __init__(self, num_classes: int):
-        super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
-                                 nn.Flatten(), nn.Linear(32, num_classes))
-        self.batches: list[list[int]] = []
-
-    def forward(self, pixel_values, labels=None):
-        logits = self.net(pixel_values)
-        if labels is None:
-            return {"logits": logits}
-        if self.training:
-            self.batches.append(labels.tolist())
-        return {"loss": nn.functional.cross_entropy(logits, labels), "logits": logits}
+from .curriculum_helpers import check_three_processes  # noqa: E402
+from .hf_ddp_worker import TinyNet  # noqa: E402
 
 
 def args(folder, **options):
@@ -102,16 +84,7 @@ def test_a_checkpoint_without_the_curriculum_is_refused_before_training(run_copy
 
 @pytest.mark.slow
 def test_three_processes_read_the_slices_of_each_global_batch_and_choose_the_same_stages(run_copy, tmp_path):
-    """torchrun with 3 gloo processes, 3 images each: every process makes the same choices, and at every step
-    the processes' batches are the slices (positions r, r + 3, ...) of one global batch of the curriculum."""
+    """torchrun with 3 gloo processes, 3 images each: every process makes the same choices (one at each stage
+    end), and at every step the processes' batches are the slices of one global batch of the curriculum."""
     run, _ = run_copy
-    torchrun(Path(__file__).with_name("hf_ddp_worker.py"), 3, str(run.root), str(tmp_path))
-    ranks = read_ranks(tmp_path, 3)
-    assert all(r["world"] == 3 for r in ranks)
-    assert ranks[0]["history"] == ranks[1]["history"] == ranks[2]["history"] and len(ranks[0]["history"]) == 4
-
-    # The same curriculum in one process, led to the same choices, split as 3 processes read it.
-    data = discl.CurriculumData(run.root, "adaptive", echo=lambda *_: None)
-    expected = ranks_slices(data, [None, *ranks[0]["chosen"][:2], None, None], 9, 3)
-    assert [s.level for s in data.history] == ranks[0]["history"]
-    assert [r["batches"] for r in ranks] == expected
+    check_three_processes(Path(__file__).with_name("hf_ddp_worker.py"), run.root, tmp_path, stages_ended=4)

@@ -34,15 +34,3 @@ def predict_logits(model: torch.nn.Module, dataset: torch.utils.data.Dataset, ba
         return torch.cat(parts) if parts else torch.zeros(0)
     finally:
         model.train(was_training)
-
-
-def same_on_every_rank(logits: torch.Tensor) -> torch.Tensor:
-    """Rank 0's logits on every process. Each process predicts the same rows, but rounding may differ between
-    devices, and every process must choose the same next stage."""
-    dist = torch.distributed
-    if not (dist.is_available() and dist.is_initialized()):
-        return logits
-    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
-    shared = logits.to(device).contiguous()
-    dist.broadcast(shared, src=0)  # same shape on every process: the same rows were predicted
-    return shared.cpu()

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,10 +30,12 @@ try:
 except ImportError as missing:  # transformers is a dependency; its Trainer also needs accelerate
     raise ImportError("discl.integrations.transformers needs the Hugging Face Trainer: pip install 'discl[hf-trainer]'") from missing
 
+from ..atomic import atomic_write_json
 from ..curriculum_data import CurriculumData, Epoch
+from ..training import ddp
 from ..training.optim import TICKS, cosine_lr
 from ..training.sampling import epoch_keys
-from .predict import predict_logits, same_on_every_rank
+from .predict import predict_logits
 
 #: The file in each checkpoint folder that holds the curriculum's place.
 STATE_FILE = "discl_curriculum.json"
@@ -172,7 +173,8 @@ class CurriculumTrainer(Trainer):
             return model(**{self.image_key: images})
 
         assert self.model is not None  # the Trainer was built with a model
-        return same_on_every_rank(predict_logits(self.model, dataset, self.predict_batch_size, forward))
+        logits = predict_logits(self.model, dataset, self.predict_batch_size, forward)
+        return ddp.broadcast_host(logits)  # every process chooses the same stage, whatever its rounding
 
     # -- the learning rate follows the curriculum's epochs
     def create_scheduler(self, num_training_steps: int, optimizer=None):
@@ -196,9 +198,7 @@ class CurriculumTrainer(Trainer):
         super()._save_checkpoint(model, trial)
         if self.args.should_save and self.curriculum_batches is not None:
             folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-            temp = folder / f".{STATE_FILE}.tmp"
-            temp.write_text(json.dumps(self.curriculum_batches.place()))
-            os.replace(temp, folder / STATE_FILE)
+            atomic_write_json(folder / STATE_FILE, self.curriculum_batches.place())
 
 
 def _read_place(folder: Path) -> dict[str, Any]:
