@@ -71,3 +71,10 @@ def check_three_processes(worker: Path, run_root: Path, out: Path, stages_ended:
     expected = ranks_slices(data, [None, *ranks[0]["chosen"][:2], None, None], 9, 3)
     assert [s.level for s in data.history][:stages_ended] == ranks[0]["history"]
     assert [r["batches"] for r in ranks] == expected
+
+
+def assert_resumed_alike(whole_data, whole, resumed_data, resumed) -> None:
+    """A resumed run ends where the uninterrupted one does: the same curriculum log, the same weights."""
+    assert resumed_data.curriculum_log == whole_data.curriculum_log
+    for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
