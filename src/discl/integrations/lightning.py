@@ -24,8 +24,7 @@ except ImportError as missing:  # an optional extra
     raise ImportError("discl.integrations.lightning needs PyTorch Lightning: pip install 'discl[lightning]'") from missing
 
 from ..curriculum_data import CurriculumData, Epoch
-from ..training import ddp
-from .predict import predict_logits
+from .predict import predict_shared
 
 
 class _CountedBatches:
@@ -93,8 +92,7 @@ class CurriculumDataModule(pl.LightningDataModule):
 
     def _predict(self, dataset: torch.utils.data.Dataset) -> torch.Tensor:
         assert self.trainer is not None  # the curriculum asks only during fit
-        logits = predict_logits(self.trainer.lightning_module, dataset, self.predict_batch_size, self.forward)
-        return ddp.broadcast_host(logits)  # every process chooses the same stage, whatever its rounding
+        return predict_shared(self.trainer.lightning_module, dataset, self.predict_batch_size, self.forward)
 
     def state_dict(self) -> dict[str, Any]:
         """The curriculum's place: after the epoch when its batches were all taken (Lightning's epoch-end

@@ -7,6 +7,8 @@ from typing import Any
 
 import torch
 
+from ..training import ddp
+
 
 def logits_of(outputs: Any) -> torch.Tensor:
     """A model's output as logits: a tensor, or an output object / dict with ``logits`` (Hugging Face)."""
@@ -34,3 +36,16 @@ def predict_logits(model: torch.nn.Module, dataset: torch.utils.data.Dataset, ba
         return torch.cat(parts) if parts else torch.zeros(0)
     finally:
         model.train(was_training)
+
+
+def predict_shared(model: torch.nn.Module, dataset: torch.utils.data.Dataset, batch_size: int,
+                   forward: Callable[[torch.nn.Module, torch.Tensor], Any] | None = None) -> torch.Tensor:
+    """Every row's logits on every process, in the dataset's order: under DDP each process predicts its
+    contiguous share (sizes differ by one at most) and the shares are gathered, so a look at the model costs
+    each process 1/W of it, and every process gets the same logits and chooses the same next stage."""
+    n, rank, world = len(dataset), ddp.rank(), ddp.world_size()  # type: ignore[arg-type]
+    if world == 1 or n < world:
+        return predict_logits(model, dataset, batch_size, forward)
+    mine = torch.utils.data.Subset(dataset, range(rank * n // world, (rank + 1) * n // world))
+    logits = predict_logits(model, mine, batch_size, forward)
+    return ddp.gather_varying(logits.to(next(model.parameters()).device)).cpu()  # NCCL gathers device tensors

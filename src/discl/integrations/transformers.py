@@ -32,10 +32,9 @@ except ImportError as missing:  # transformers is a dependency; its Trainer also
 
 from ..atomic import atomic_write_json
 from ..curriculum_data import CurriculumData, Epoch
-from ..training import ddp
 from ..training.optim import TICKS, cosine_lr
 from ..training.sampling import epoch_keys
-from .predict import predict_logits
+from .predict import predict_shared
 
 #: The file in each checkpoint folder that holds the curriculum's place.
 STATE_FILE = "discl_curriculum.json"
@@ -173,8 +172,7 @@ class CurriculumTrainer(Trainer):
             return model(**{self.image_key: images})
 
         assert self.model is not None  # the Trainer was built with a model
-        logits = predict_logits(self.model, dataset, self.predict_batch_size, forward)
-        return ddp.broadcast_host(logits)  # every process chooses the same stage, whatever its rounding
+        return predict_shared(self.model, dataset, self.predict_batch_size, forward)
 
     # -- the learning rate follows the curriculum's epochs
     def create_scheduler(self, num_training_steps: int, optimizer=None):

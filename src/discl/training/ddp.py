@@ -83,15 +83,6 @@ def all_gather_host(values: np.ndarray) -> np.ndarray:
     return torch.stack(parts).numpy()
 
 
-def broadcast_host(values: torch.Tensor) -> torch.Tensor:
-    """Rank 0's ``values`` (a CPU tensor of the same shape on every process) on every process; no device wait."""
-    if not active():
-        return values
-    shared = values.contiguous().clone()
-    dist.broadcast(shared, src=0, group=host_group())
-    return shared
-
-
 def has_batch_norm(module: torch.nn.Module) -> bool:
     return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in module.modules())
 
