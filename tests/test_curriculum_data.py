@@ -141,3 +141,27 @@ def test_a_checkpointed_curriculum_resumes_with_the_same_epochs(run_copy, stop_a
     seen += [(e.index, e.levels, tuple(e.paths), tuple(e.keys.draws)) for e in resumed.epochs(favouring(resumed, targets))]
     assert seen == expected
     assert targets == [] and resumed.curriculum_log == whole.curriculum_log
+
+
+def test_an_unreadable_image_comes_as_zeros_with_the_label_the_loss_ignores(run_copy):
+    """A truncated training file: its item is zeros labelled -100, so cross_entropy over the batch equals
+    cross_entropy over the readable images alone, and the batch keeps its size (every DDP process steps)."""
+    import torch
+
+    from discl.curriculum_data import UNREADABLE
+
+    run, _ = run_copy
+    data = discl.CurriculumData(run.root, "non-adaptive", echo=lambda *_: None)
+    epoch = next(iter(data.epochs()))
+    broken = 3
+    path = Path(epoch.paths[broken])
+    path = path if path.is_absolute() else run.root / path
+    path.write_bytes(path.read_bytes()[:40])
+    batch = [epoch.dataset[i] for i in range(7)]
+    images, labels = torch.stack([x for x, _ in batch]), torch.tensor([y for _, y in batch])
+    assert labels[broken] == UNREADABLE == -100 and not images[broken].any()
+    assert (labels[[i for i in range(7) if i != broken]] == torch.as_tensor(epoch.labels[:7][np.arange(7) != broken])).all()
+    logits = torch.randn(7, data.num_classes)
+    keep = labels != UNREADABLE
+    torch.testing.assert_close(torch.nn.functional.cross_entropy(logits, labels),
+                               torch.nn.functional.cross_entropy(logits[keep], labels[keep]))

@@ -47,10 +47,16 @@ def default_transform(size: int) -> Callable:
     return v2.Compose([v2.ToImage(), v2.Resize((size, size), antialias=True), v2.ToDtype(torch.float32, scale=True)])
 
 
+#: The label of an image that cannot be read: the ignore_index of torch's cross_entropy (and of Hugging
+#: Face's losses), so such an image adds nothing to the loss while every process keeps its batch size.
+UNREADABLE = -100
+
+
 class KeyedImages(torch.utils.data.Dataset):
     """Item ``i``: (image, label) of the ``i``-th key, decoded and transformed as discl's loader does (the
-    training transform for training keys, seeded by the key). A file that cannot be read comes back as
-    zeros (discl's trainer leaves such items out and counts them; ``decoded(i)`` says which)."""
+    training transform for training keys, seeded by the key). A file that cannot be read (missing,
+    truncated) comes back as zeros with label ``UNREADABLE`` (-100): discl's trainer leaves such images out
+    of the loss and counts them; ``(labels == -100).sum()`` counts them here."""
 
     def __init__(self, images: ImageDataset, keys: Keys):
         self.images, self.keys = images, keys
@@ -59,8 +65,8 @@ class KeyedImages(torch.utils.data.Dataset):
         return len(self.keys)
 
     def __getitem__(self, i: int):
-        x, label, *_ = self.images[self.keys.key(int(i))]
-        return x, label
+        x, label, _row, decoded, *_ = self.images[self.keys.key(int(i))]
+        return x, (label if decoded else UNREADABLE)
 
 
 @dataclass
