@@ -165,3 +165,21 @@ def test_an_unreadable_image_comes_as_zeros_with_the_label_the_loss_ignores(run_
     keep = labels != UNREADABLE
     torch.testing.assert_close(torch.nn.functional.cross_entropy(logits, labels),
                                torch.nn.functional.cross_entropy(logits[keep], labels[keep]))
+
+
+def test_a_saved_state_is_refused_once_the_kept_images_changed(run_copy):
+    """The state records what decides the epochs (settings and input digests, as discl's checkpoints do): after
+    the filter keeps another set, loading it fails with one line naming the change, before any epoch."""
+    from discl.tables import write_table
+
+    run, _ = run_copy
+    data = discl.CurriculumData(run.root, "non-adaptive", echo=lambda *_: None)
+    next(iter(data.epochs()))
+    state = json.loads(json.dumps(data.state_dict()))
+    discl.CurriculumData(run.root, "non-adaptive", echo=lambda *_: None).load_state_dict(state)  # unchanged: accepted
+
+    scores = pd.read_parquet(run.scores)
+    scores.loc[scores.index[scores["kept"]][0], "kept"] = False
+    write_table(scores, run.scores, "scores")
+    with pytest.raises(ValueError, match=r"saved for other inputs or settings than the run's \(changed: the kept synthetic images"):
+        discl.CurriculumData(run.root, "non-adaptive", echo=lambda *_: None).load_state_dict(state)

@@ -23,6 +23,7 @@ import torch
 
 from .config import RunConfig, load_config, with_overrides
 from .curricula import Stage
+from .model_cache import changed_keys, describe_changes, method_settings
 from .rundir import RunDir
 from .training.dataset import ImageDataset
 from .training.loop import StageRows
@@ -166,6 +167,8 @@ class CurriculumData:
         self.config, self.method = cfg, method
         inputs = load_inputs(self.run, cfg, [method], echo)
         self.plan = plan_method(self.run, cfg, method, inputs)
+        # What decides this curriculum's epochs (as for discl's checkpoints): a saved state is refused after a change.
+        self.settings = method_settings(cfg, method, inputs.train_rows, inputs.digests(method)) | {"held_out": self.plan.held_out}
         self.class_names = list(inputs.classes.sort_values("label")["class_name"])
         size = cfg.data.image_size
         train = transform or default_transform(size)
@@ -289,9 +292,15 @@ class CurriculumData:
         return {"epoch": position["epoch"], "history": [s.to_json() for s in position["history"]], "started": self.started,
                 "current": None if current is None else current.to_json(), "done_in_stage": position["done_in_stage"],
                 "unobserved": position["unobserved"], "curriculum": copy.deepcopy(self.plan.curriculum.state_dict()),
-                "curriculum_log": list(self.curriculum_log)}
+                "curriculum_log": list(self.curriculum_log), "settings": self.settings}
 
     def load_state_dict(self, state: dict) -> None:
+        """Refuses, with one line naming what changed, a state saved for other settings or inputs (the kept
+        synthetic images, the hard samples, the training split): its epochs would not be this curriculum's."""
+        changed = changed_keys(state["settings"], self.settings) if "settings" in state else []
+        if changed:
+            raise ValueError(f"this curriculum state of {self.method} was saved for other inputs or settings than the run's "
+                             f"(changed: {describe_changes(changed[:5])}); start the training over")
         self.epoch, self.done_in_stage, self.started = state["epoch"], state["done_in_stage"], state["started"]
         self.history = [Stage.from_json(s) for s in state["history"]]
         self.current = None if state["current"] is None else Stage.from_json(state["current"])
