@@ -49,7 +49,8 @@ if __name__ == "__main__":
     rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
     world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
     record = {"world": world, "rank": rank, "batches": model.batches, "history": [s.level for s in data.history],
-              "chosen": [r["level"] for r in data.curriculum_log if r.get("chosen")]}
+              "chosen": [r["level"] for r in data.curriculum_log if r.get("chosen")],
+              "last_p": data.plan.curriculum.last_p}  # p(true) per validation image at the last look (NaN: unread)
     (out / f"rank{rank}.json").write_text(json.dumps(record))
     if torch.distributed.is_initialized():  # gloo aborts a process that exits with its group still up
         torch.distributed.barrier()

@@ -57,7 +57,8 @@ if __name__ == "__main__":
                          enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(out))
     trainer.fit(model, datamodule=CurriculumDataModule(data, 9))
     record = {"world": trainer.world_size, "rank": trainer.global_rank, "batches": model.batches,
-              "history": [s.level for s in data.history], "chosen": [r["level"] for r in data.curriculum_log if r.get("chosen")]}
+              "history": [s.level for s in data.history], "chosen": [r["level"] for r in data.curriculum_log if r.get("chosen")],
+              "last_p": data.plan.curriculum.last_p}  # p(true) per validation image at the last look (NaN: unread)
     (out / f"rank{trainer.global_rank}.json").write_text(json.dumps(record))
     if torch.distributed.is_initialized():  # gloo aborts a process that exits with its group still up
         torch.distributed.barrier()

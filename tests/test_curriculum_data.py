@@ -16,16 +16,16 @@ import discl
 from discl.training.dataset import TRAIN
 from discl.training.stream import ImageStream
 
-from .curriculum_helpers import favouring
+from .curriculum_helpers import favouring, truncate
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _doc_example(run_root: Path) -> str:
+def _doc_example(run_root: Path, method: str = "non-adaptive") -> str:
     doc = (ROOT / "docs" / "training-loops.md").read_text()
     block = re.search(r"<!-- example:own-loop -->\n```python\n(.*?)```\n<!-- /example -->", doc, re.S)
     assert block, "docs/training-loops.md lost its example"
-    code, n = re.subn(r'RUN, METHOD = "runs/demo"', f"RUN, METHOD = {str(run_root)!r}", block.group(1))
+    code, n = re.subn(r'RUN, METHOD = "runs/demo", "non-adaptive"', f"RUN, METHOD = {str(run_root)!r}, {method!r}", block.group(1))
     assert n == 1
     return code
 
@@ -41,6 +41,18 @@ def test_the_docs_loop_visits_the_stages_discl_train_visits(run_copy, capsys):
     assert len(set(trained["level"])) >= 3  # synthetic stages and real data: the check sees the curriculum
     assert history["images"].tolist() == (trained["n_real"] + trained["n_synthetic"]).tolist()
     assert "epoch 3: stage real" in capsys.readouterr().out
+
+
+def test_the_docs_loop_runs_an_adaptive_curriculum_on_its_predict(run_copy, capsys):
+    """The example's predict (logits and labels) leads the adaptive curriculum: a choice at each stage end, and
+    each stage after the first trains on the level chosen at the end of the one before."""
+    run, _ = run_copy
+    namespace: dict = {}
+    exec(compile(_doc_example(run.root, "adaptive"), "training-loops.md", "exec"), namespace)
+    data, history = namespace["data"], pd.DataFrame(namespace["history"])
+    chosen = [r["level"] for r in data.curriculum_log if r["chosen"]]
+    assert len(chosen) == len(data.history) == len(history) and data.epoch == data.epochs_total
+    assert history["level"].tolist()[1:-1] == chosen[: len(history) - 2] and history["level"].iloc[-1] == -1
 
 
 def test_each_epoch_has_the_rows_and_seeds_discl_trains_on(run_copy, monkeypatch):
@@ -165,6 +177,35 @@ def test_an_unreadable_image_comes_as_zeros_with_the_label_the_loss_ignores(run_
     keep = labels != UNREADABLE
     torch.testing.assert_close(torch.nn.functional.cross_entropy(logits, labels),
                                torch.nn.functional.cross_entropy(logits[keep], labels[keep]))
+
+
+def test_an_unreadable_validation_image_is_left_out_of_the_curriculums_scores(run_copy):
+    """predict returning (logits, labels), as the adapters' predict_logits does: the image the dataset could not
+    read (label -100) gets p(true) NaN, which every level's progress leaves out, as discl's trainer does; a
+    predict returning logits alone counts it as read."""
+    import torch
+
+    from discl.integrations.predict import predict_logits
+
+    run, _ = run_copy
+    quiet = {"echo": lambda *_: None}
+    first = discl.CurriculumData(run.root, "adaptive", **quiet)
+    validation, classes = first.validation_dataset(), first.num_classes
+    broken = len(validation) // 2
+    truncate(run.root, validation.images.rows.paths(validation.keys.rows[broken : broken + 1])[0])
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.AdaptiveAvgPool2d(1),
+                                torch.nn.Flatten(), torch.nn.Linear(4, classes))
+    logits, labels = predict_logits(model, validation, batch_size=len(validation) // 2 + 1)  # batches of unequal size
+    assert logits.shape == (len(validation), classes) and labels[broken] == -100
+    assert np.delete(labels.numpy(), broken).tolist() == np.delete(validation.images.rows.labels[validation.keys.rows], broken).tolist()
+
+    for predict, left_out in [(lambda d: predict_logits(model, d, 4), True), (lambda d: predict_logits(model, d, 4)[0], False)]:
+        data = discl.CurriculumData(run.root, "adaptive", **quiet)
+        epochs = data.epochs(predict)
+        next(epochs), next(epochs)  # the first stage ended: the curriculum looked at the model
+        last = np.asarray(data.plan.curriculum.last_p)
+        assert bool(np.isnan(last[broken])) is left_out and np.isfinite(np.delete(last, broken)).all()
 
 
 def test_a_saved_state_is_refused_once_the_kept_images_changed(run_copy):

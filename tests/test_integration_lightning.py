@@ -54,7 +54,7 @@ def test_an_adaptive_curriculum_resumed_from_a_checkpoint_trains_the_same_epochs
 
     whole_data, whole = fit(tmp_path / "whole", 4)
     chosen = [r["level"] for r in whole_data.curriculum_log if r.get("chosen")]
-    assert len(chosen) == 3  # a look at the model at each stage end but the last (after it, nothing is chosen)
+    assert len(chosen) == 4  # a look at each of the 4 stage ends, the last one when fit ends, as `discl train` takes them
     assert [s["level"] for s in whole.seen] == [0, *chosen[:2], -1]  # first candidate, the looks' choices, real data
 
     first_data, _ = fit(tmp_path / "cut", 2)  # stopped after 2 epochs, checkpoint at each epoch end
@@ -78,4 +78,4 @@ def test_three_ddp_processes_read_the_slices_of_each_global_batch_and_choose_the
     same choices (one at each stage end but the last), and at every step the processes' batches are the
     slices of one global batch of the curriculum."""
     run, _ = run_copy
-    check_three_processes(Path(__file__).with_name("lightning_ddp_worker.py"), run.root, tmp_path, stages_ended=3)
+    check_three_processes(Path(__file__).with_name("lightning_ddp_worker.py"), run.root, tmp_path, stages_ended=4)

@@ -41,7 +41,9 @@ def test_the_trainer_visits_every_batch_of_the_stages_discl_train_visits(run_cop
     sizes = (trained["n_real"] + trained["n_synthetic"]).tolist()
     assert steps == sum(math.ceil(n / 7) for n in sizes) == result.global_step  # exact for a fixed schedule
     assert sum(model.batches, []) == sum(expected, [])  # every image of every epoch, in the curriculum's order
-    assert [s.level for s in data.history] == trained["level"].tolist()[:3]  # the stages ended so far: every one but the last
+    # Every stage ended, the last one too (counted as trained when training ends), as `discl train` logged them.
+    assert [-1 if s.level is None else s.level for s in data.history] == trained["level"].tolist()
+    assert data.epoch == len(trained) and not data.handed_out
     assert trainer.lr_scheduler.get_last_lr()[0] < 1e-3  # cosine over the curriculum's epochs, down to ~0 at the end
 
 

@@ -30,7 +30,9 @@ from .training.loop import StageRows
 from .training.sampling import Keys, epoch_keys, rank_positions
 from .training.stream import Predictions
 
-#: Your model on a dataset of (image, label) items -> logits (N, classes), as a tensor or an array.
+#: Your model on a dataset of (image, label) items -> logits (N, classes), as a tensor or an array; or
+#: (logits, labels) with the labels the dataset gave, so that images it could not read (label -100) are left
+#: out of the curriculum's scores, as discl's trainer leaves them out.
 Predict = Callable[[torch.utils.data.Dataset], Any]
 
 
@@ -220,11 +222,7 @@ class CurriculumData:
             self._record(curriculum.observe(self._evaluate(predict)), -1, "start")
         self.started = True
         while True:
-            if self.handed_out:  # asked for the next epoch: the one handed out last is trained
-                self._apply(self._after_epoch())
-            if self.unobserved:  # a stage ended: the curriculum looks at the model as it is now
-                self._record(curriculum.observe(self._evaluate(predict)), len(self.history) - 1, self.history[-1].describe())
-                self.unobserved = False
+            self._settle(predict)
             if self.epoch >= self.epochs_total:
                 return
             if self.current is None:
@@ -241,6 +239,22 @@ class CurriculumData:
             self.handed_out = True
             yield Epoch(self.epoch, len(self.history), stage, rows, keys, KeyedImages(self.images, keys), ends,
                         self.plan.pool.rows.paths, self.plan.pool.rows.labels)
+
+    def finish(self, predict: Predict | None = None) -> None:
+        """After the last epoch trained: counts it as trained and, for a curriculum that adapts, takes the
+        look at the model that ends its last stage. It chooses nothing, but logs the last stage's scores in
+        ``curriculum_log``, as `discl train` does. Asking :meth:`epochs` for an epoch past the last does the
+        same; this is for loops that stop without asking (the adapters call it when training ends)."""
+        self._settle(predict)
+
+    def _settle(self, predict: Predict | None) -> None:
+        if self.handed_out:  # asked for what comes next: the epoch handed out last is trained
+            self._apply(self._after_epoch())
+        if self.unobserved:  # a stage ended: the curriculum looks at the model as it is now
+            if self.evaluates:
+                self._record(self.plan.curriculum.observe(self._evaluate(predict)), len(self.history) - 1,
+                             self.history[-1].describe())
+            self.unobserved = False
 
     def _position(self) -> dict:
         return {"epoch": self.epoch, "done_in_stage": self.done_in_stage, "current": self.current,
@@ -263,16 +277,26 @@ class CurriculumData:
 
     def _evaluate(self, predict: Predict | None):
         def evaluate(positions: np.ndarray, strengths: np.ndarray | None = None, draw_seed: int = 0) -> Predictions:
-            assert predict is not None  # curricula that call this are those that evaluate: checked in epochs()
+            if predict is None:
+                raise ValueError(f"the {self.method} curriculum looks at the model at every stage end: pass predict")
             positions = np.asarray(positions, dtype=np.int64)
             keys = Keys.make(positions, np.full(len(positions), draw_seed, dtype=np.int64), strengths)
-            logits = torch.as_tensor(np.asarray(_to_numpy(predict(KeyedImages(self.images, keys)))), dtype=torch.float64)
+            out = predict(KeyedImages(self.images, keys))
+            given, returned = out if isinstance(out, tuple) else (out, None)
+            logits = torch.as_tensor(_to_numpy(given), dtype=torch.float64)
             if logits.shape != (len(positions), self.num_classes):
                 raise ValueError(f"predict returned shape {tuple(logits.shape)}; expected ({len(positions)}, {self.num_classes}) logits")
+            read = np.ones(len(positions), dtype=bool)
+            if returned is not None:
+                returned = _to_numpy(returned).reshape(-1)
+                if len(returned) != len(positions):
+                    raise ValueError(f"predict returned {len(returned)} labels for {len(positions)} images")
+                read = returned != UNREADABLE
             probs = logits.softmax(-1)
             labels = torch.as_tensor(self.plan.pool.rows.labels[positions])
-            return Predictions(probs.argmax(-1).numpy().astype(np.int64), probs.gather(1, labels[:, None]).squeeze(1).numpy().astype(np.float32),
-                               np.ones(len(positions), dtype=bool))
+            pred = np.where(read, probs.argmax(-1).numpy(), -1).astype(np.int64)
+            p_true = np.where(read, probs.gather(1, labels[:, None]).squeeze(1).numpy(), np.nan).astype(np.float32)
+            return Predictions(pred, p_true, read)
 
         return evaluate
 

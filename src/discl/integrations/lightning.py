@@ -7,8 +7,9 @@ epoch by epoch (docs/training-loops.md).
 
 Lightning asks for the training loader at the start of every epoch (``reload_dataloaders_every_n_epochs=1``);
 each time, the data module hands out the curriculum's next epoch. An adaptive curriculum looks at the
-LightningModule (``model(images)`` -> logits, in evaluation mode) when a stage ends. The curriculum's place
-is saved in Lightning's checkpoints and restored with them.
+LightningModule (``model(images)`` -> logits, in evaluation mode) when a stage ends, and when fit ends (its
+last stage's scores, logged as `discl train` logs them). The curriculum's place is saved in Lightning's
+checkpoints and restored with them.
 """
 
 from __future__ import annotations
@@ -43,6 +44,17 @@ class _CountedBatches:
             yield batch
 
 
+class _FinalLook(pl.Callback):
+    """When fit ends after a whole epoch: the look at the model that ends the curriculum's last stage
+    (CurriculumData.finish). Lightning asks for no loader after the last epoch, so nothing else takes it."""
+
+    def __init__(self, datamodule: CurriculumDataModule):
+        self.datamodule = datamodule
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.datamodule.finish()
+
+
 class CurriculumDataModule(pl.LightningDataModule):
     """``curriculum``: a ``discl.CurriculumData``. ``batch_size``: the global batch (all processes together, as
     discl's ``train.classifier.batch_size``, its default); each process reads its slice of every global batch.
@@ -74,6 +86,9 @@ class CurriculumDataModule(pl.LightningDataModule):
         if trainer.max_epochs is None or trainer.max_epochs < 0 or trainer.max_epochs > total:
             raise ValueError(f"the {self.curriculum.method} curriculum has {total} epochs (train.classifier.epochs): "
                              f"build the Trainer with max_epochs={total} or fewer (it has {trainer.max_epochs})")
+        callbacks: list = trainer.callbacks  # type: ignore[attr-defined]  # set by Lightning's callback connector
+        if not any(isinstance(c, _FinalLook) and c.datamodule is self for c in callbacks):
+            callbacks.append(_FinalLook(self))
 
     def train_dataloader(self) -> _CountedBatches:
         if self._batches is not None and self._batches.taken == 0 and len(self._batches):
@@ -90,7 +105,12 @@ class CurriculumDataModule(pl.LightningDataModule):
         self._batches = _CountedBatches(epoch.loader(self.batch_size, rank, world, **self.loader_options))
         return self._batches
 
-    def _predict(self, dataset: torch.utils.data.Dataset) -> torch.Tensor:
+    def finish(self) -> None:
+        """The curriculum's last look, once its last epoch handed out was trained to its end (called when fit ends)."""
+        if self._batches is not None and self._batches.taken >= len(self._batches) > 0:
+            self.curriculum.finish(self._predict if self.curriculum.evaluates else None)
+
+    def _predict(self, dataset: torch.utils.data.Dataset) -> tuple[torch.Tensor, torch.Tensor]:
         assert self.trainer is not None  # the curriculum asks only during fit
         return predict_shared(self.trainer.lightning_module, dataset, self.predict_batch_size, self.forward)
 

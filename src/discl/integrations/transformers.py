@@ -9,7 +9,8 @@ images. So CurriculumTrainer hands it all of the curriculum's epochs as one pass
 ``num_train_epochs`` is ignored: the curriculum has ``train.classifier.epochs``), every epoch's batches
 as ``CurriculumData`` gives them (this process's slice under DDP). The learning rate follows the
 curriculum's epochs, as `discl train`'s does (a linear warm-up over the share ``warmup_steps`` of them,
-then cosine to zero), unless you pass your own scheduler. An adaptive curriculum looks at the model at each stage end.
+then cosine to zero), unless you pass your own scheduler. An adaptive curriculum looks at the model at each stage end
+and when training ends.
 Checkpoints hold the curriculum's place (``discl_curriculum.json``); ``train(resume_from_checkpoint=...)``
 goes on from there without decoding the skipped images.
 """
@@ -165,9 +166,15 @@ class CurriculumTrainer(Trainer):
         self._resume_from = Path(str(resume_from_checkpoint)) if resume_from_checkpoint else None
         if self._resume_from is not None:
             _read_place(self._resume_from)  # checked before any work
-        return super().train(resume_from_checkpoint, *args, **kwargs)
+        output = super().train(resume_from_checkpoint, *args, **kwargs)
+        batches = self.curriculum_batches
+        if batches is not None and batches.batch >= batches.batches_in_epoch:
+            # The Trainer stops at its step count without asking for more: the look that ends the last stage
+            # (its scores, logged as `discl train` logs them) is taken here.
+            self.curriculum.finish(self._predict if self.curriculum.evaluates else None)
+        return output
 
-    def _predict(self, dataset) -> torch.Tensor:
+    def _predict(self, dataset) -> tuple[torch.Tensor, torch.Tensor]:
         def forward(model, images):
             return model(**{self.image_key: images})
 
