@@ -70,7 +70,7 @@ def test_an_adaptive_run_resumed_mid_epoch_trains_the_same_batches_and_weights(r
     assert_resumed_alike(whole_data, whole, resumed_data, resumed)
 
 
-def test_a_checkpoint_without_the_curriculum_is_refused_before_training(run_copy, tmp_path):
+def test_a_trainer_that_would_not_follow_the_curriculum_is_refused_before_training(run_copy, tmp_path):
     run, _ = run_copy
     data = discl.CurriculumData(run.root, "non-adaptive", echo=lambda *_: None)
     (tmp_path / "checkpoint-3").mkdir()
@@ -79,6 +79,9 @@ def test_a_checkpoint_without_the_curriculum_is_refused_before_training(run_copy
         trainer.train(resume_from_checkpoint=str(tmp_path / "checkpoint-3"))
     with pytest.raises(ValueError, match="pass curriculum=, not train_dataset="):
         CurriculumTrainer(model=TinyNet(data.num_classes), args=args(tmp_path), curriculum=data, train_dataset=[1])
+    adaptive = discl.CurriculumData(run.root, "adaptive", echo=lambda *_: None)
+    with pytest.raises(ValueError, match=r"use gradient_accumulation_steps=1 \(it has 2\)"):
+        CurriculumTrainer(model=TinyNet(data.num_classes), args=args(tmp_path, gradient_accumulation_steps=2), curriculum=adaptive)
 
 
 @pytest.mark.slow

@@ -69,7 +69,7 @@ def train_once(run: RunDir, folder: Path, settings: dict, what: str, train: Call
     return load(folder)
 
 
-def fingerprint(ids: pd.Series) -> str:
+def fingerprint(ids) -> str:
     """A short digest of which samples a model learnt from."""
     return hashlib.sha1("\n".join(sorted(map(str, ids))).encode()).hexdigest()[:16]
 
@@ -104,8 +104,7 @@ def input_digests(train_rows: pd.DataFrame, synthetic: pd.DataFrame | None = Non
     out = {"real rows": rows_digest(train_rows, ["sample_id", "path", "label"])}
     if synthetic is not None:
         out["kept synthetic"] = rows_digest(synthetic, ["synthetic_id", "fingerprint", "path", "label", "image_guidance"])
-        hard = sorted(map(str, hard_ids)) if hard_ids is not None else sorted(map(str, set(synthetic["source_id"])))
-        out["hard set"] = hashlib.sha1("\n".join(hard).encode()).hexdigest()[:16]
+        out["hard set"] = fingerprint(hard_ids if hard_ids is not None else set(synthetic["source_id"]))
     return out
 
 

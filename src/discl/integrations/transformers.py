@@ -33,7 +33,7 @@ except ImportError as missing:  # transformers is a dependency; its Trainer also
 
 from ..atomic import atomic_write_json
 from ..curriculum_data import CurriculumData, Epoch
-from ..training.optim import TICKS, cosine_lr
+from ..training.optim import lr_at
 from ..training.sampling import epoch_keys
 from .predict import predict_shared
 
@@ -74,12 +74,6 @@ class CurriculumBatches:
                 self.batch += 1
                 self.taken += 1
                 yield {self.image_key: images, "labels": labels}
-
-    @property
-    def progress(self) -> float:
-        """Epochs trained so far, in fractions of an epoch (the learning-rate schedule's clock)."""
-        index = self.epoch.index if self.epoch is not None else self.curriculum.epoch
-        return index + self.batch / max(1, self.batches_in_epoch)
 
     # -- checkpoints
     def place(self) -> dict:
@@ -135,6 +129,12 @@ class CurriculumTrainer(Trainer):
         if kwargs.get("train_dataset") is not None:
             raise ValueError("CurriculumTrainer trains on the curriculum's data: pass curriculum=, not train_dataset=")
         super().__init__(*args, **kwargs)
+        if curriculum.evaluates and self.args.gradient_accumulation_steps != 1:
+            # The Trainer takes an accumulation step's batches before training any: the curriculum would look
+            # at the model before the stage's last batches are trained.
+            raise ValueError(f"the {curriculum.method} curriculum looks at the model at every stage end: use "
+                             f"gradient_accumulation_steps=1 (it has {self.args.gradient_accumulation_steps}), or a larger "
+                             "per_device_train_batch_size")
         self.args.num_train_epochs = 1  # one pass over CurriculumBatches is the curriculum's every epoch
         self.curriculum, self.image_key, self.predict_batch_size = curriculum, image_key, predict_batch_size
         self.curriculum_batches: CurriculumBatches | None = None
@@ -186,13 +186,14 @@ class CurriculumTrainer(Trainer):
         if self.lr_scheduler is None:
             optimizer = optimizer if optimizer is not None else self.optimizer
             epochs = self.curriculum.epochs_total
+            # warmup_steps: a share of the run, or steps counted as one
             share = self.args.warmup_steps if self.args.warmup_steps < 1 else self.args.warmup_steps / max(1, num_training_steps)
-            warmup = round(share * epochs * TICKS)  # warmup_steps: a share of the run, or steps counted as one
 
             def factor(_step: int) -> float:
                 batches = self.curriculum_batches
-                tick = round((batches.progress if batches is not None else 0.0) * TICKS)
-                return cosine_lr(tick, epochs * TICKS, 1.0, warmup)
+                if batches is None or batches.epoch is None:
+                    return lr_at(self.curriculum.epoch, 0, 1, epochs, 1.0, share * epochs)
+                return lr_at(batches.epoch.index, batches.batch, batches.batches_in_epoch, epochs, 1.0, share * epochs)
 
             self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
             self._created_lr_scheduler = True

@@ -96,10 +96,7 @@ def run_eval_from_env(run: RunDir, cfg: RunConfig, echo=print) -> pd.DataFrame:
     try:
         return run_eval(run, cfg, echo if ddp.is_main() else (lambda *_: None), write=ddp.is_main())
     finally:
-        if ddp.active():
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
+        ddp.shutdown()
 
 
 def run_eval(run: RunDir, cfg: RunConfig, echo=print, write: bool = True) -> pd.DataFrame:

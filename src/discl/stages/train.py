@@ -26,7 +26,9 @@ def run_train(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True, ca
     inputs = load_inputs(run, cfg, t.methods, echo)
     logs = []
     for method in t.methods:
-        recover(run.method_dir(method))
+        if ddp.is_main():  # one process puts a crashed swap's folder back; the others wait for it
+            recover(run.method_dir(method))
+        ddp.barrier()
         log, _ = train_method(run, cfg, method, inputs, run.method_staging(method), echo, progress, callbacks=callbacks,
                               current=run.method_dir(method))
         logs.append(pd.DataFrame(log))
@@ -48,7 +50,4 @@ def run_train_from_env(run: RunDir, cfg: RunConfig, echo=print, progress: bool =
         ddp.check_batch(cfg.train.classifier.batch_size, "train.classifier.batch_size")
         return run_train(run, cfg, echo if ddp.is_main() else (lambda *_: None), progress, callbacks)
     finally:
-        if ddp.active():
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
+        ddp.shutdown()

@@ -63,6 +63,13 @@ def check_batch(batch_size: int, key: str) -> None:
 _host_groups: dict = {}
 
 
+def shutdown() -> None:
+    """Close the process group (and the host group made on it), so a later init in this process starts anew."""
+    if active():
+        _host_groups.clear()
+        dist.destroy_process_group()
+
+
 def host_group():
     """A gloo group for small host-side tensors (per-step image counts): under NCCL they would need a
     copy to the GPU and a wait for it; gloo reads them where they are. Made collectively on first use."""

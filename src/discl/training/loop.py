@@ -213,8 +213,8 @@ class Trainer:
                                                                 minlength=self.data.num_classes)))
         return keys
 
-    def _step(self, batch, lo: int, n_global: int, sums: torch.Tensor) -> int:
-        """One optimiser step on global batch [lo, lo + n_global); returns the images this process trained on."""
+    def _step(self, batch, n_global: int, sums: torch.Tensor) -> int:
+        """One optimiser step on a global batch of ``n_global`` images; returns the images this process trained on."""
         x, y, _, decoded, variants, real = batch
         plan = step_plan(decoded & real, n_global, ddp.rank(), ddp.world_size(), self.runtime.accumulate,
                          self.min_images, self.min_per_process)
@@ -271,7 +271,7 @@ class Trainer:
                 skipped += int(failed.sum())
                 bad_rows += rows_b[failed].tolist()[: NAMED_SKIPS - len(bad_rows)] if len(bad_rows) < NAMED_SKIPS else []
             seen += int((real & decoded).sum())
-            trained += self._step(batch, b * batch_size, min(batch_size, len(keys) - b * batch_size), sums)
+            trained += self._step(batch, min(batch_size, len(keys) - b * batch_size), sums)
             self.state.batch += 1
             self.steps += 1
             bar.update(1)

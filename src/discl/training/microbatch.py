@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from . import ddp
-from .device import autocast
+from .device import autocast, rng_states, set_rng_states
 
 
 @dataclass
@@ -78,16 +78,6 @@ def no_sync(net: torch.nn.Module, skip: bool):
     return net.no_sync() if skip and isinstance(net, DistributedDataParallel) else contextlib.nullcontext()
 
 
-def _rng_state(device: torch.device):
-    return torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None
-
-
-def _set_rng_state(state, device: torch.device) -> None:
-    torch.set_rng_state(state[0])
-    if state[1] is not None:
-        torch.cuda.set_rng_state(state[1], device)
-
-
 def global_loss_step(task, net, plan: StepPlan, x, y, variants, precision: str, scaler, sums: torch.Tensor) -> None:
     """Backward of ``task.global_loss`` over the whole global batch (every process calls this together).
 
@@ -117,7 +107,7 @@ def global_loss_step(task, net, plan: StepPlan, x, y, variants, precision: str, 
         states, images, texts = [], [], []
         with torch.no_grad():
             for rows in plan.micro:
-                states.append(_rng_state(device))
+                states.append(rng_states(device))
                 with autocast(device, precision):
                     image, text, scale = encode(rows)
                 images.append(image)
@@ -131,7 +121,7 @@ def global_loss_step(task, net, plan: StepPlan, x, y, variants, precision: str, 
         at = 0
         for i, rows in enumerate(plan.micro):
             with no_sync(net, i < len(plan.micro) - 1):
-                _set_rng_state(states[i], device)  # the same dropout as in the pass without graph
+                set_rng_states(states[i], device)  # the same dropout as in the pass without graph
                 with autocast(device, precision):
                     im, tx, sc = encode(rows)
                 n = len(rows)

@@ -117,7 +117,7 @@ class ImageStream:
         results = []
         for out in outs:
             local = torch.cat(out) if out else torch.zeros((0, 3), dtype=torch.float64, device=self.device)
-            merged, rows_at = _gather(local, order, n, self.device)
+            merged, rows_at = _gather(local, order, self.device)
             table = np.zeros((n, 3))
             table[rows_at] = merged
             decoded_ok = table[:, 2] > 0.5
@@ -134,7 +134,7 @@ class ImageStream:
         self.loader._iterator = None
 
 
-def _gather(local: torch.Tensor, where: np.ndarray, n: int, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+def _gather(local: torch.Tensor, where: np.ndarray, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
     """Every process's (rows, 3) predictions and their positions, on every process (any number per process)."""
     if not ddp.active():
         return local.cpu().numpy(), where
