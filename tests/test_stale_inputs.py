@@ -79,6 +79,17 @@ def test_a_new_hard_set_makes_the_curriculum_model_stale(run_copy):
     fails_cleanly(["eval", run.root], run.root, "(changed: the hard samples (hard.parquet)); run `discl train")
 
 
+def test_new_class_buckets_make_every_model_stale(run_copy):
+    """The buckets decide tail sampling (and the names FLYP's captions): a prepare with another data.few_below
+    leaves the training rows as they were but not the models."""
+    run, _ = run_copy
+    classes = pd.read_parquet(run.classes)
+    classes.loc[classes["bucket"] != "few", "bucket"] = "few"  # as a prepare with a higher data.few_below would
+    classes.to_parquet(run.classes)
+    fails_cleanly(["eval", run.root], run.root, "(changed: the classes, their names and head/tail buckets (classes.parquet)); "
+                  "run `discl train")
+
+
 def test_a_failed_retrain_leaves_every_model_and_config_as_they_were(run_copy):
     """One truncated synthetic image above the threshold: one error line naming it; the real-only method,
     already retrained under the new settings, waits in its staging folder; train/ and config.yaml are

@@ -94,6 +94,8 @@ INPUTS = {
     "real rows": ("the training split (dataset.parquet)", "prepare"),
     "kept synthetic": ("the kept synthetic images (synthetic.parquet + scores.parquet)", "score"),
     "hard set": ("the hard samples (hard.parquet)", "mine"),
+    "classes": ("the classes, their names and head/tail buckets (classes.parquet)", "prepare"),
+    "selection rows": ("the rows train.select chooses the kept epoch on (dataset.parquet)", "prepare"),
 }
 
 

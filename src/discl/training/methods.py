@@ -23,7 +23,7 @@ from safetensors import SafetensorError
 from ..config import RunConfig
 from ..curricula import Curriculum, CurriculumValidation, create_curriculum, uses_synthetic, uses_validation
 from ..data import load_dataset_tables
-from ..model_cache import changed_keys, describe_changes, input_digests, method_settings
+from ..model_cache import changed_keys, describe_changes, input_digests, method_settings, rows_digest
 from ..rundir import CHECKPOINT, TRAIN_LOG, RunDir
 from ..scoring.run_scorer import scores_match
 from ..seeding import stable_seed
@@ -93,12 +93,19 @@ class TrainInputs:
     test_rows: pd.DataFrame | None = None  # the rows train.select = "best-test" / "best-id-val" chooses on
     hard_ids: set[str] | None = None  # only for train.curriculum.stage_real = "non-hard" / "unreplaced"
     hard_set: set[str] | None = None  # the hard samples (hard.parquet), recorded with methods that use synthetic images
+    select_rows: pd.DataFrame | None = None  # the rows train.select keeps the best epoch on (None: "final")
 
     def digests(self, method: str) -> dict[str, str]:
         """The digests of what ``method`` trains on (model_cache.input_digests): a real-only method's
-        depend on the real rows only, so a new filter or hard set leaves it current."""
+        depend on the real rows only, so a new filter or hard set leaves it current. The classes (names
+        for FLYP's captions, buckets for tail sampling) and the rows that select the kept epoch decide
+        the weights too."""
         synthetic = self.synthetic if uses_synthetic(method) else None
-        return input_digests(self.train_rows, synthetic, self.hard_set)
+        out = input_digests(self.train_rows, synthetic, self.hard_set)
+        out["classes"] = rows_digest(self.classes, ["label", "class_name", "bucket"])
+        if self.select_rows is not None:
+            out["selection rows"] = rows_digest(self.select_rows, ["sample_id", "path", "label"])
+        return out
 
     @property
     def class_counts(self) -> torch.Tensor:
@@ -135,7 +142,8 @@ def load_inputs(run: RunDir, cfg: RunConfig, methods: list[str], echo=print) -> 
             hard_ids = set(synthetic["source_id"])
         elif cfg.train.curriculum.stage_real == "non-hard":
             hard_ids = hard_set
-    return TrainInputs(classes, train_rows, val_rows, synthetic, test_rows, hard_ids, hard_set)
+    select_rows = test_rows if test_rows is not None else (val_rows if cfg.train.select == "best-val" else None)
+    return TrainInputs(classes, train_rows, val_rows, synthetic, test_rows, hard_ids, hard_set, select_rows)
 
 
 def epoch_entries(epoch_length: str, real_entries: int, batch_size: int) -> int | None:
