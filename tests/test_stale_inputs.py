@@ -107,13 +107,19 @@ def test_a_failed_retrain_leaves_every_model_and_config_as_they_were(run_copy):
     assert cli(["eval", run.root]).exit_code == 0
 
 
-def test_score_and_train_exclude_each_other(run_copy):
+def test_score_train_and_generate_exclude_each_other(run_copy):
     run, _ = run_copy
     with RunLock(run.root, "score", command="discl score (test holder)"):
         fails_cleanly(["train", run.root, "--no-progress"], run.root, "is busy: pid ")
         fails_cleanly(["compare", run.root, "--no-progress"], run.root, "`discl score (test holder)`")
     with RunLock(run.root, "train", command="discl train (test holder)"):
         fails_cleanly(["score", run.root, "--no-progress", "--rescore"], run.root, "`discl train (test holder)`")
+        # generate rewrites image files in place: neither it nor a shard of it runs beside train
+        fails_cleanly(["generate", run.root, "--no-progress"], run.root, "`discl train (test holder)`")
+        fails_cleanly(["generate", run.root, "--no-progress", "--shard", "1/3"], run.root, "`discl train (test holder)`")
+    with RunLock(run.root, "generate-shard-2-of-3", command="discl generate (test holder)"):
+        fails_cleanly(["train", run.root, "--no-progress"], run.root, "`discl generate (test holder)`")
+        fails_cleanly(["score", run.root, "--no-progress"], run.root, "`discl generate (test holder)`")
 
 
 def test_the_api_refuses_a_config_of_other_data(run_copy):

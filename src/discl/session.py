@@ -50,9 +50,11 @@ def put_back(path: Path, aside: Path | None) -> None:
         os.replace(aside, path)
 
 
-#: Stages that may not run beside each other on one run directory: train and compare read the kept synthetic
-#: images that score rewrites, so a model never trains on a kept set that changes under it.
-EXCLUDES = {"train": ("score",), "compare": ("score",), "score": ("train", "compare")}
+#: Stages that may not run beside each other on one run directory (lock name -> globs of the locks it may not
+#: run beside): train and compare read the kept synthetic images that score rewrites and the image files that
+#: generate rewrites in place, and score reads those files too, so nothing reads a set that changes under it.
+EXCLUDES = {"train": ("score", "generate*"), "compare": ("score", "generate*"), "score": ("train", "compare", "generate*"),
+            "generate": ("train", "compare", "score")}
 
 
 def check_same_data(run: RunDir, config: RunConfig) -> None:
@@ -102,7 +104,7 @@ def stage_session(run_dir: Path | str, lock: str, *, config: RunConfig | None = 
     run.root.mkdir(parents=True, exist_ok=True)
     try:
         with RunLock(run.root, lock, command):
-            for pattern in (*([others] if others else []), *EXCLUDES.get(lock, ())):
+            for pattern in (*([others] if others else []), *EXCLUDES.get(lock.split("-shard-")[0], ())):
                 holder = busy(run.root, pattern)
                 if holder:
                     raise LockHeld(holder)
