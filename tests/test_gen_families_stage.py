@@ -115,3 +115,11 @@ def test_a_local_lora_file_rewritten_in_place_changes_the_images_settings(tmp_pa
     after = image_settings(run, cfg)
     assert after["generate.lora"] == before["generate.lora"]
     assert after["generate.lora files"] != before["generate.lora files"]
+    # a folder without weight_name, as diffusers' LoRA training writes it: its weights file is what counts
+    folder = tmp_path / "lora-folder"
+    folder.mkdir()
+    (folder / "pytorch_lora_weights.safetensors").write_bytes(b"first weights")
+    cfg = load_config(None, None, overrides(flux_dir, **{"generate.lora": f"[{{path: {folder}, scale: 1.0}}]"}))
+    before = image_settings(run, cfg)
+    (folder / "pytorch_lora_weights.safetensors").write_bytes(b"retrained weights")
+    assert image_settings(run, cfg)["generate.lora files"] != before["generate.lora files"] != {}

@@ -77,7 +77,8 @@ def _plain(value):
 
 
 def _lora_file_digests(loras) -> dict[str, str]:
-    """The content digest of each local LoRA weights file (hub ids are named by their id, as generate.model is)."""
+    """The content digest of each local LoRA weights file (hub ids are named by their id, as generate.model is).
+    A folder without weight_name: its .safetensors files, one of which diffusers' load_lora_weights picks."""
     digests = {}
     for lora in loras or []:
         path = Path(lora.path)
@@ -85,6 +86,8 @@ def _lora_file_digests(loras) -> dict[str, str]:
             path = path / lora.weight_name
         if path.is_file():
             digests[str(lora.path)] = file_digest(path)
+        elif path.is_dir() and (files := sorted(path.glob("*.safetensors"))):
+            digests[str(lora.path)] = "+".join(f"{f.name}:{file_digest(f)}" for f in files)
     return digests
 
 
