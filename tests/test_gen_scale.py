@@ -332,3 +332,25 @@ def test_resume_remakes_images_that_are_not_whole_or_not_the_planned_size(tmp_pa
     assert "(3 new, 13 already there)" in out
     assert_same_images(before, images_of(run, table))
     assert_run_complete(run)
+
+
+def test_an_image_redrawn_by_regenerate_is_named_by_the_settings_that_made_it(tmp_path):
+    """A row generate.regenerate redrew holds the retry's prompt and noise seed, but the fingerprint of its
+    planned ones: a rerun with new settings names the changed setting, not "the prompt"."""
+    from discl.generation.plan import image_fingerprint
+    from discl.generation.settings import digest, write_record
+    from discl.rundir import RunDir
+    from discl.stages.generate import what_changed
+
+    run = RunDir(tmp_path / "run")
+    run.generation_record.parent.mkdir(parents=True)
+    before, now = {"generate.text_guidance": 2.0, "generate.steps": 4}, {"generate.text_guidance": 7.5, "generate.steps": 4}
+    write_record(run, before)
+    write_record(run, now)
+    plan = pd.DataFrame({"synthetic_id": ["a", "b"], "prompt": ["a cat", "a dog"], "noise_seed": [1, 2]})
+    made = [image_fingerprint(digest(before), p, n) for p, n in zip(plan["prompt"], plan["noise_seed"])]
+    left = pd.DataFrame({"synthetic_id": ["a", "b"], "prompt": ["a cat", "a dog, on grass"], "noise_seed": [1, 99],
+                         "fingerprint": made})  # b: redrawn with another prompt and seed
+    assert what_changed(run, left, plan, now) == "generate.text_guidance 2.0 -> 7.5"
+    plan.loc[0, "prompt"] = "a small cat"  # a prompt changed in the plan is still named
+    assert what_changed(run, left, plan, now) == "1: generate.text_guidance 2.0 -> 7.5, the prompt; 1: generate.text_guidance 2.0 -> 7.5"

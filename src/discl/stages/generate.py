@@ -172,12 +172,15 @@ def what_changed(run: RunDir, old: pd.DataFrame, plan: pd.DataFrame, settings: d
     Each row's fingerprint is matched against every settings digest the record knows, so images left by
     a run cut short are named by their own settings, not by those of the last run."""
     known = recorded_settings(run)
-    planned = plan.set_index("synthetic_id")["prompt"]
+    planned = plan.set_index("synthetic_id")[["prompt", "noise_seed"]]
     reasons: Counter[str] = Counter()
     for sid, prompt, noise_seed, fingerprint in zip(old["synthetic_id"], old["prompt"], old["noise_seed"], old["fingerprint"]):
-        made_by = next((s for d, s in known.items() if image_fingerprint(d, prompt, int(noise_seed)) == fingerprint), None)
+        # A row redrawn by generate.regenerate holds the retry's prompt and seed, and the fingerprint of its plan's.
+        tries = [(prompt, int(noise_seed))] + ([(planned.at[sid, "prompt"], int(planned.at[sid, "noise_seed"]))] if sid in planned.index else [])
+        made_by, made_prompt = next(((s, p) for d, s in known.items() for p, n in tries if image_fingerprint(d, p, n) == fingerprint),
+                                    (None, prompt))
         parts = changes(made_by, settings) if made_by is not None else []
-        if planned.get(sid, prompt) != prompt:
+        if sid in planned.index and planned.at[sid, "prompt"] != made_prompt:
             parts.append("the prompt")
         reasons[", ".join(parts) or ("settings not recorded" if made_by is None else "the generator")] += 1
     if len(reasons) == 1:
