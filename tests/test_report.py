@@ -244,3 +244,22 @@ def test_a_filter_that_is_off_draws_no_threshold_line(tiny_run, tmp_path):
     run.config.write_text(yaml.safe_dump(config))
     assert _thresholds(run) == {"text_sim": config["score"]["text_threshold"]}
     assert "What the filter kept" in build_report(run, tmp_path / "r.html").read_text(encoding="utf-8")
+
+
+def test_spectrum_grids_frame_no_verdict_from_scores_of_other_images(run_copy):
+    """The loggers' grids show the filter's verdicts only while scores.parquet scores these images: after
+    generate remade one, they are drawn as before any scoring."""
+    from discl.report.grids import spectrum_grids
+    from discl.tables import write_table
+
+    run, _ = run_copy
+    scored = [g.tobytes() for _, g in spectrum_grids(run)]
+    scores = run.scores.read_bytes()
+    run.scores.unlink()
+    unscored = [g.tobytes() for _, g in spectrum_grids(run)]
+    assert scored != unscored  # the verdicts show
+    run.scores.write_bytes(scores)
+    synthetic = pd.read_parquet(run.synthetic)
+    synthetic.loc[0, "fingerprint"] = "0123456789abcdef"  # generate remade it since scoring
+    write_table(synthetic, run.synthetic, "synthetic")
+    assert [g.tobytes() for _, g in spectrum_grids(run)] == unscored

@@ -43,11 +43,12 @@ BATCH = 256  # rows read (and images checked) per step
 EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp", "TIFF": ".tif", "PPM": ".ppm"}
 
 
-def require_datasets() -> Any:
+def require_datasets(what: str = "data.name=hf") -> Any:
+    """The `datasets` package, or one line naming ``what`` needs it and how to install it."""
     try:
         import datasets
     except ImportError:
-        raise DatasetError(f"data.name=hf reads datasets with the `datasets` package, which is not installed: {INSTALL}") from None
+        raise DatasetError(f"{what} needs the `datasets` package, which is not installed: {INSTALL}") from None
     return datasets
 
 

@@ -8,6 +8,7 @@ import pandas as pd
 from PIL import Image, ImageDraw
 
 from ..data.images import read_image
+from ..generation.metadata import matching_scores
 from ..rundir import RunDir
 from ..tables import read_table
 
@@ -52,8 +53,9 @@ def spectrum_grids(run: RunDir, limit: int = 8, size: int = 64) -> list[tuple[st
 
     hard = read_table(run.hard, "hard")
     synthetic = read_table(run.synthetic, "synthetic")
-    if run.scores.exists():
-        synthetic = synthetic.merge(read_table(run.scores, "scores")[["synthetic_id", "kept"]], on="synthetic_id", how="left")
+    scores = matching_scores(run, synthetic)  # the filter's verdicts, unless generate remade images since
+    if scores is not None:
+        synthetic = synthetic.merge(scores[["synthetic_id", "kept"]], on="synthetic_id", how="left")
     levels = sorted(int(lv) for lv in synthetic["image_guidance"].unique())
     by_source = {str(source): cells for source, cells in synthetic.groupby("source_id")}
     out = []

@@ -28,7 +28,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..atomic import atomic_path
-from ..data.hf_datasets import INSTALL
+from ..data.hf_datasets import require_datasets
 from ..rundir import RunDir
 from ..scoring.run_scorer import scores_match
 from ..tables import read_table
@@ -90,14 +90,6 @@ def check_out(out: Path, fmt: str) -> None:
         raise ValueError(f"export format {fmt!r} is not one of {list(FORMATS)}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"{out} is not an empty folder; export writes into a new one")
-
-
-def require_datasets(what: str) -> Any:
-    try:
-        import datasets
-    except ImportError:
-        raise ValueError(f"{what} needs the `datasets` package, which is not installed: {INSTALL}") from None
-    return datasets
 
 
 def write_imagefolder(run: RunDir, rows: pd.DataFrame, out: Path, progress: bool = True) -> None:
