@@ -161,3 +161,18 @@ def test_without_the_datasets_package_the_error_says_what_to_install(saved, tmp_
     with pytest.raises(DatasetError, match=r"pip install discl\[hf\]"):
         prepare_dataset(RunDir(tmp_path / "run"), _cfg(tmp_path, saved[0]))
     assert not (tmp_path / "run" / "data").exists()
+
+
+def test_a_camera_jpeg_that_pil_reads_as_mpo_is_written_as_jpg():
+    """Many cameras' JPEGs carry a second frame (PIL's format MPO): their bytes are a JPEG, and the written
+    file must say so for tools that go by the extension (datasets' imagefolder among them)."""
+    import io
+
+    from PIL import Image
+
+    from discl.data.hf_datasets import _decode_check
+
+    data = io.BytesIO()
+    Image.new("RGB", (8, 8), "red").save(data, format="MPO", save_all=True, append_images=[Image.new("RGB", (8, 8), "blue")])
+    assert Image.open(io.BytesIO(data.getvalue())).format == "MPO"
+    assert _decode_check(data.getvalue()) == (None, ".jpg")

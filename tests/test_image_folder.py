@@ -45,6 +45,17 @@ def test_bad_files_are_skipped_with_reasons(messy_folder):
     assert ".DS_Store" not in reasons  # hidden files are not data
 
 
+def test_an_image_over_pils_pixel_limit_is_skipped_not_fatal(messy_folder, monkeypatch):
+    """PIL refuses an image of more than twice Image.MAX_IMAGE_PIXELS (a decompression bomb) with an error that
+    is not an OSError: it is skipped with its reason like any other unusable file."""
+    _png(messy_folder / "red fox" / "huge.png", 5, size=(40, 40))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)  # 1,600 pixels is over twice the limit; 240 is not
+    dataset, skipped = scan_image_folder(messy_folder, val_fraction=0.2, test_fraction=0.2)
+    reasons = dict(zip(skipped["path"].map(lambda p: p.split("/")[-1]), skipped["reason"]))
+    assert reasons["huge.png"].startswith("cannot decode image: DecompressionBombError")
+    assert len(dataset) == 13
+
+
 def test_hash_split_is_stable_when_files_are_added(messy_folder):
     before, _ = scan_image_folder(messy_folder)
     _png(messy_folder / "red fox" / "new one.png", 3)

@@ -28,19 +28,20 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from ..atomic import atomic_path
 from ..registry import datasets as dataset_adapters
 from .adapted import Adapted
 from .image_folder import DatasetError, check_image, hash_splits
+from .images import DECODE_ERRORS
 
 INSTALL = "pip install discl[hf]"
 VAL_NAMES = ("validation", "valid", "val")
 TEST_NAMES = ("test",)
 BATCH = 256  # rows read (and images checked) per step
 #: PIL's format -> the extension of a written image (the bytes are the dataset's own).
-EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp", "TIFF": ".tif", "PPM": ".ppm"}
+EXTENSIONS = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp", "TIFF": ".tif", "PPM": ".ppm"}
 
 
 def require_datasets(what: str = "data.name=hf") -> Any:
@@ -133,7 +134,7 @@ def _decode_check(data: bytes) -> tuple[str | None, str]:
             ext = EXTENSIONS.get(image.format or "", ".img")
             image.convert("RGB")  # decodes every pixel: a truncated file fails here
         return None, ext
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+    except DECODE_ERRORS as err:
         return f"cannot decode image: {type(err).__name__}: {err}", ""
 
 

@@ -17,11 +17,10 @@ import hashlib
 from pathlib import Path
 
 import pandas as pd
-from PIL import UnidentifiedImageError
 
 from ..registry import datasets
 from .adapted import Adapted
-from .images import read_image
+from .images import DECODE_ERRORS, read_image
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 SPLITS = ("train", "val", "test")
@@ -39,7 +38,7 @@ def check_image(path: Path) -> str | None:
         return "empty file (0 bytes)"
     try:
         read_image(path, None, "native")
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+    except DECODE_ERRORS as err:
         return f"cannot decode image: {type(err).__name__}: {err}"
     return None
 

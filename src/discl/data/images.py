@@ -20,6 +20,9 @@ if TYPE_CHECKING:  # the readers need no PyTorch; load_images imports it
 #: - ``contain``: the longer side becomes ``size``, aspect kept (nearest when enlarging: sharp pixels; Lanczos
 #:   when shrinking) — the report's thumbnails;
 #: - ``native``: the file's own size (``size`` must be None) — training transforms and native-size sources.
+#: What reading an unusable image file raises (missing, truncated, not an image, over PIL's pixel limit).
+DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+
 GEOMETRIES = ("squash", "center-crop", "contain", "native")
 
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..data.images import read_image
+from ..data.images import DECODE_ERRORS, read_image
 from ..data.rows import ImageRows
 from .transforms import Transforms
 
@@ -96,7 +96,7 @@ class ImageDataset(torch.utils.data.Dataset):
                     image = TF.to_pil_image(tensor)
                 x = (self.transforms.train if flags & TRAIN else self.transforms.eval)(image)
             decoded = True
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        except DECODE_ERRORS:
             # Missing, truncated or undecodable: counted by the loop, never a crash hours into a run.
             x, decoded = self.blank(), False
         return x, label, row, decoded, variant, bool(flags & REAL)
