@@ -90,6 +90,19 @@ def test_new_class_buckets_make_every_model_stale(run_copy):
                   "run `discl train")
 
 
+def test_the_base_model_is_current_only_for_the_labels_it_learnt(run_copy):
+    """The same images with other labels (a dataset read with another label column) make the cached base
+    classifier stale, though every sample id is the same."""
+    from discl.model_cache import classifier_settings, is_current
+
+    run, cfg = run_copy
+    dataset = pd.read_parquet(run.dataset)
+    train = dataset[dataset["split"] == "train"]
+    assert is_current(run.base_model, classifier_settings(cfg.mine.base, cfg.data.image_size, train))
+    relabelled = train.assign(label=(train["label"] + 1) % (train["label"].max() + 1))
+    assert not is_current(run.base_model, classifier_settings(cfg.mine.base, cfg.data.image_size, relabelled))
+
+
 def test_a_failed_retrain_leaves_every_model_and_config_as_they_were(run_copy):
     """One truncated synthetic image above the threshold: one error line naming it; the real-only method,
     already retrained under the new settings, waits in its staging folder; train/ and config.yaml are

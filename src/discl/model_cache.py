@@ -75,9 +75,10 @@ def fingerprint(ids) -> str:
 
 
 def classifier_settings(cfg: ClassifierConfig, image_size: int, rows: pd.DataFrame) -> dict:
-    """What determines a base classifier's weights: its cache key."""
+    """What determines a base classifier's weights: its cache key. The rows by id and label: a prepare may give
+    the same images other labels (a Hugging Face dataset read with another data.label_column)."""
     classifier = {k: v for k, v in asdict(cfg).items() if k not in RESULT_NEUTRAL}
-    return {"classifier": classifier, "image_size": image_size, "data": fingerprint(rows["sample_id"])}
+    return {"classifier": classifier, "image_size": image_size, "data": rows_digest(rows, ["sample_id", "label"])}
 
 
 def rows_digest(frame: pd.DataFrame, columns: list[str]) -> str:
