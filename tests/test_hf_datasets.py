@@ -80,6 +80,20 @@ def test_a_saved_dataset_becomes_the_run_tables(saved, tmp_path):
     assert all(check_image(run.resolve(p)) is None for p in dataset["path"])
 
 
+def test_an_unlabelled_test_split_is_carved_out_of_train_instead(tmp_path):
+    """A hub test split labelled -1 throughout gives no test row: the test split is carved out of the
+    training split as for a dataset without one, and the skipped table says so."""
+    root = tmp_path / "saved"
+    unlabelled = datasets.Dataset.from_dict(
+        {"image": [{"bytes": _png_bytes(i), "path": None} for i in range(4)], "label": [-1] * 4},
+        features=datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=NAMES)}))
+    datasets.DatasetDict({"train": _split([i % 3 for i in range(23)], 0), "test": unlabelled}).save_to_disk(str(root))
+    dataset, _, skipped = prepare_dataset(RunDir(tmp_path / "run"), _cfg(tmp_path, root, "data.test_fraction=0.25"))
+    assert (dataset["split"] == "test").sum() > 0 and dataset["sample_id"].str.contains("/train/").all()
+    assert f"{root}:test" in skipped["path"].tolist()
+    assert "split has no labelled image" in skipped.set_index("path").loc[f"{root}:test", "reason"]
+
+
 def test_a_second_prepare_resumes_and_is_the_same(saved, tmp_path):
     root, _ = saved
     run = RunDir(tmp_path / "run")

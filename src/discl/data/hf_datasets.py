@@ -241,7 +241,11 @@ def scan_hf_dataset(cfg, run) -> Adapted:
     if not rows:
         raise DatasetError(f"{cfg.root}: no usable image in splits {[s for s in splits.values() if s]}")
     frame = pd.DataFrame(rows, columns=["row", "label", "split", "path"])
-    missing = [s for s in ("val", "test") if splits[s] is None]
+    # A split without one labelled row (hub test splits are often labelled -1) counts as missing.
+    unlabelled = [s for s in ("val", "test") if splits[s] is not None and not (frame["split"] == s).any()]
+    skipped += [(f"{cfg.root}:{splits[s]}", f"split has no labelled image: the {s} split is carved out of the training split")
+                for s in unlabelled]
+    missing = [s for s in ("val", "test") if splits[s] is None or s in unlabelled]
     if missing:  # carved out of the training split, as image-folder does
         train = frame["split"] == "train"
         frame.loc[train, "split"] = hash_splits(frame.loc[train, "row"], frame.loc[train, "label"],

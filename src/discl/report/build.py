@@ -301,8 +301,9 @@ def build_report(run: RunDir, out_path: Path | None = None, opts: ReportOptions 
             if len(scored) and scored["smoothed"].notna().any():
                 body += f"<h3>{html.escape(path.parent.name)}: progress per level at each stage end</h3>" + _figure(
                     plots.progress_per_level(scored), "progress per level")
-        sections.append(("Curriculum", training_provenance(run) + body))
-        sections.append(("Training", training_provenance(run) + _figure(plots.training_curves(logs_frame), "training curves")))
+        trained_by = training_provenance(run)  # reads every saved model's record: once for both sections
+        sections.append(("Curriculum", trained_by + body))
+        sections.append(("Training", trained_by + _figure(plots.training_curves(logs_frame), "training curves")))
     examples = qualitative_section(run, predictions, dataset, classes, opts)
     if predictions is not None:
         examples = provenance(run, run.predictions, "These examples are") + examples

@@ -110,7 +110,7 @@ def wise_ft(zero_shot: dict[str, torch.Tensor], finetuned: dict[str, torch.Tenso
 
 def create_open_clip(name: str, pretrained: str | None) -> OpenClipScorer:
     """An open_clip model by architecture name; ``pretrained`` is an open_clip tag, a hub id or a local file."""
-    model = open_clip.create_model(name, pretrained=pretrained)
+    model = open_clip.create_model(name, pretrained=pretrained, weights_only=True)  # a file is read as tensors, never unpickled
     return OpenClipScorer(model, open_clip.get_tokenizer(name), name)
 
 
