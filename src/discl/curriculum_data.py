@@ -23,7 +23,7 @@ import torch
 
 from .config import RunConfig, load_config, with_overrides
 from .curricula import Stage
-from .model_cache import changed_keys, describe_changes, method_settings
+from .model_cache import changed_keys, describe_changes
 from .rundir import RunDir
 from .training.dataset import ImageDataset
 from .training.loop import StageRows
@@ -160,7 +160,7 @@ class CurriculumData:
 
     def __init__(self, run_dir: str | Path, method: str, *, config: RunConfig | None = None, overrides: Sequence[str] = (),
                  transform: Callable | None = None, eval_transform: Callable | None = None, echo=print):
-        from .training.methods import load_inputs, plan_method
+        from .training.methods import load_inputs, plan_method, plan_settings
 
         self.run = RunDir(Path(run_dir))
         if not self.run.dataset.exists():
@@ -169,8 +169,8 @@ class CurriculumData:
         self.config, self.method = cfg, method
         inputs = load_inputs(self.run, cfg, [method], echo)
         self.plan = plan_method(self.run, cfg, method, inputs)
-        # What decides this curriculum's epochs (as for discl's checkpoints): a saved state is refused after a change.
-        self.settings = method_settings(cfg, method, inputs.train_rows, inputs.digests(method)) | {"held_out": self.plan.held_out}
+        # What decides this curriculum's epochs, as for discl's checkpoints: a saved state is refused after a change.
+        self.settings = plan_settings(cfg, method, inputs, self.plan)
         self.class_names = list(inputs.classes.sort_values("label")["class_name"])
         size = cfg.data.image_size
         train = transform or default_transform(size)

@@ -80,7 +80,7 @@ class EmbeddingStore:
             for shard in self._shards(kind):
                 try:
                     table = pq.read_table(shard)
-                except (pa.ArrowException, OSError) as err:
+                except pa.ArrowInvalid as err:  # not a whole parquet file; a failing disk or permission stays an error
                     self._set_aside(shard, err)
                     continue
                 column = table.column("embedding").combine_chunks()

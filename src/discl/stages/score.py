@@ -90,10 +90,11 @@ def embed_missing(run: RunDir, cfg: RunConfig, store: EmbeddingStore, sources: p
         bar.close()
 
 
-def base_predictions(run: RunDir, cfg: RunConfig, synthetic: pd.DataFrame, rescore: bool, progress: bool = True) -> np.ndarray:
+def base_predictions(run: RunDir, cfg: RunConfig, synthetic: pd.DataFrame, rescore: bool, progress: bool = True,
+                     echo=print) -> np.ndarray:
     """The base model's class probabilities for every synthetic image (N, C), saved like embeddings."""
     key = load_judge(run, cfg, load=False).key
-    store = EmbeddingStore(run.base_predictions, key, echo=lambda *_: None)
+    store = EmbeddingStore(run.base_predictions, key, echo)  # a damaged file set aside is said
     ids = embedding_ids(synthetic)
     todo = store.missing("synthetic", ids)
     if todo and rescore:
@@ -150,7 +151,7 @@ def run_score(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True, re
     # 3. Base-model predictions, only when the confidence filter asks for them.
     scores["base_p_true"], scores["base_pred"], scores["base_p_pred"] = np.nan, -1, np.nan
     if s.confident_wrong is not None or s.too_easy is not None:
-        probs = base_predictions(run, cfg, synthetic, rescore, progress)
+        probs = base_predictions(run, cfg, synthetic, rescore, progress, echo)
         labels = synthetic["label"].to_numpy()
         if labels.max() >= probs.shape[1]:
             raise ValueError(f"the base model knows {probs.shape[1]} classes but synthetic images have label {labels.max()}")

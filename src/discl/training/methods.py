@@ -265,6 +265,12 @@ def plan_method(run: RunDir, cfg: RunConfig, method: str, inputs: TrainInputs) -
     return MethodPlan(pool, curriculum, tail_sampling(cfg, method), exclude, variants, select, entries)
 
 
+def plan_settings(cfg: RunConfig, method: str, inputs: TrainInputs, plan: MethodPlan) -> dict:
+    """What decides a method's epochs and weights: its settings, input digests and held-out sources. A
+    checkpoint (discl's, or a CurriculumData state in another trainer's) is resumed only while they are equal."""
+    return method_settings(cfg, method, inputs.train_rows, inputs.digests(method)) | {"held_out": plan.held_out}
+
+
 def train_method(run: RunDir, cfg: RunConfig, method: str, inputs: TrainInputs, out_dir: Path,
                  echo=print, progress: bool = True, stop_after: int | None = None, callbacks: Sequence[Callback] = (),
                  current: Path | None = None):
@@ -278,7 +284,7 @@ def train_method(run: RunDir, cfg: RunConfig, method: str, inputs: TrainInputs, 
     spec = task_spec(run, cfg, inputs)
     task = kind.build(spec)
     start = kind.before_training(task, cfg)
-    settings = method_settings(cfg, method, inputs.train_rows, inputs.digests(method)) | {"held_out": plan.held_out}
+    settings = plan_settings(cfg, method, inputs, plan)
     if current is not None and t.resume:
         adopt_checkpoint(current, Path(out_dir), settings, method, echo)
         ddp.barrier()  # rank 0 linked the files every rank resumes from
