@@ -181,3 +181,17 @@ def test_remade_images_are_embedded_again_and_only_they(run_copy, monkeypatch):
     monkeypatch.setattr(score_stage, "ensure_scorer", counting)
     score_stage.run_score(run, cfg, echo=lambda *_: None, progress=False)
     assert sum(embedded) == 2 and scores_match(run, synthetic)
+
+
+def test_the_filter_record_names_the_class_names_the_captions_use(run_copy):
+    """prompts.names changes the captions text_sim compares with, so it is recorded with the verdicts (and
+    shown by the report) where it is not the default."""
+    from discl.report.build import build_report
+    from discl.tables import table_meta
+
+    run, cfg = run_copy
+    assert "prompts.names" not in table_meta(run.scores)["filters"]
+    cfg.prompts.names = "reference"
+    score_stage.run_score(run, cfg, echo=lambda *_: None, progress=False)
+    assert table_meta(run.scores)["filters"]["prompts.names"] == "reference"
+    assert "prompts.names reference" in build_report(run, run.root / "r.html").read_text(encoding="utf-8")

@@ -282,7 +282,7 @@ def build_report(run: RunDir, out_path: Path | None = None, opts: ReportOptions 
         stale = recorded is not None and recorded != synthetic_digest(synthetic)
         filters = meta.get("filters")
         thresholds = _thresholds(run, filters)
-        made = ", ".join(f"score.{k} {v}" for k, v in filters.items()) if filters else "filter settings not recorded"
+        made = ", ".join(f"{k if '.' in k else 'score.' + k} {v}" for k, v in filters.items()) if filters else "filter settings not recorded"
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.scores.stat().st_mtime))
         sections.append((
             "What the filter kept",

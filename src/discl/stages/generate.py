@@ -57,6 +57,8 @@ def image_settings(run: RunDir, cfg: RunConfig) -> dict:
         settings["generate.lora files"] = lora_files  # a LoRA retrained in place remakes its images
     if g.regenerate:
         settings |= {"score.caption_template": cfg.score.caption_template, "scorer": scorer_key(run, cfg)}
+        if cfg.prompts.names != "class":  # the class names in the captions a retry is judged against
+            settings["prompts.names"] = cfg.prompts.names
     return settings
 
 

@@ -27,10 +27,17 @@ from ..scoring.run_scorer import TEXT_SOURCES, ensure_scorer, filter_captions, s
 from ..scoring.summary import score_summary
 from ..tables import read_table, write_table
 
-CHUNK = 2048
+CHUNK = 2048  # synthetic images embedded (and saved) per step: the unit of resumption
 # The score.* settings that decide which images are kept (recorded with scores.parquet, shown by the report).
 FILTER_KEYS = ("text_threshold", "image_threshold", "image_max", "confident_wrong", "too_easy", "max_per_class", "text_source",
-               "caption_template")  # synthetic images embedded (and saved) per step: the unit of resumption
+               "caption_template")
+
+
+def filter_settings(cfg: RunConfig) -> dict:
+    """FILTER_KEYS' values, and prompts.names where it is not the default: the class names in the captions
+    text_sim compares with."""
+    out = {k: v for k, v in asdict(cfg.score).items() if k in FILTER_KEYS}
+    return out | ({"prompts.names": cfg.prompts.names} if cfg.prompts.names != "class" else {})
 
 
 def summary_path(run: RunDir):
@@ -163,7 +170,7 @@ def run_score(run: RunDir, cfg: RunConfig, echo=print, progress: bool = True, re
     filtered = run_filters(scores, rules, cap)
     scores = filtered.scores
     write_table(scores, run.scores, "scores", meta={"synthetic": synthetic_digest(synthetic), "scorer": settings,
-                                                    "filters": {k: v for k, v in asdict(s).items() if k in FILTER_KEYS}})
+                                                    "filters": filter_settings(cfg)})
     write_synthetic_metadata(run, synthetic, scores)  # the imagefolder metadata says which images were kept
     summary = score_summary(scores, filtered.dropped, dict(zip(classes["label"].astype(int), classes["class_name"])))
     # The same digest as the scores': the report tells a summary of other scores from theirs.
