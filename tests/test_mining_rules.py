@@ -10,7 +10,7 @@ import torch
 from discl.config import MineConfig
 from discl.data.reference_csv import ReferenceCsvError, match_to_dataset, read_reference_csv
 from discl.mining import few_shot_mask, fold_ids, hard_rules, hardest_per_class, load_timm_judge, read_state_dict
-from discl.model_cache import fingerprint
+from discl.model_cache import rows_digest
 from discl.stages.mine import run_mine
 
 
@@ -108,7 +108,7 @@ def test_out_of_fold_mining_judges_each_image_by_a_model_that_did_not_see_it(run
     folds = fold_ids(train["label"].to_numpy(), 2, cfg.mine.base.seed)
     for k in range(2):
         trained_on = json.loads((run.models / f"base-fold{k}" / "trained_with.json").read_text())["data"]
-        assert trained_on == fingerprint(train.loc[folds != k, "sample_id"])
+        assert trained_on == rows_digest(train.loc[folds != k], ["sample_id", "label"])  # the other folds' rows
     assert (hard["p_true"] < cfg.mine.prob_threshold).all() and (hard["reason"] == "low_true_prob").all()
 
 
